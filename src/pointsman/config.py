@@ -1,0 +1,372 @@
+"""The TOML configuration: typed structs, and errors a person can act on.
+
+The file is parsed with ``tomllib`` and converted section by section with
+msgspec, so one bad listener does not hide the errors in the next one: every
+error names the file, the key path (``listeners[1].limits.buffer``), the line
+where that key sits, and what was expected. Unknown keys are errors.
+
+Listener kinds form a tagged union on ``protocol``; each subsystem adds its own
+struct here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "Limits",
+    "LoggingConfig",
+    "TcpListener",
+    "Upstream",
+    "load",
+    "parse_listen",
+]
+
+Balance = Literal["round_robin", "least_conn", "hash"]
+ProxyProtocolVersion = Literal["off", "v1", "v2"]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every config struct refuses keys it does not know."""
+
+
+class Limits(Base):
+    """Timeouts in seconds and sizes in bytes for one listener."""
+
+    buffer: int = 64 * 1024
+    decision_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    idle_timeout: float = 300.0
+    max_connections: int = 10_000
+
+
+class TcpListener(Base, tag="tcp", tag_field="protocol"):
+    """A content-aware TCP listener (ProxyMachine).
+
+    Exactly one of ``route`` (a Python file, or ``module:function``) and
+    ``upstream`` (a configured pool) decides where connections go.
+    """
+
+    name: str
+    listen: str
+    route: str | None = None
+    upstream: str | None = None
+    accept_proxy_protocol: bool = False
+    send_proxy_protocol: ProxyProtocolVersion = "off"
+    limits: Limits = msgspec.field(default_factory=Limits)
+
+
+Listener = TcpListener
+
+
+class Upstream(Base):
+    """A static pool of endpoints and how to choose between them."""
+
+    endpoints: list[str]
+    balance: Balance = "round_robin"
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+
+
+class LoggingConfig(Base):
+    """Where JSON-lines records go: ``stdout``, ``stderr``, a file path, or ``off``."""
+
+    access: str = "stdout"
+    events: str = "stderr"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(Base):
+    """The whole file once every section has converted."""
+
+    listeners: list[Listener] = msgspec.field(default_factory=list)
+    upstreams: dict[str, Upstream] = msgspec.field(default_factory=dict)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in one place of one file."""
+
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top level)'}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The file cannot be used; ``issues`` lists every reason found."""
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Read ``host:port``, ``[v6]:port`` or ``:port``; raise ``ValueError`` otherwise."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"expected 'host:port', got {value!r}")
+    port = int(port_text)
+    if not 0 <= port < 65536:
+        raise ValueError(f"port out of range in {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", port
+
+
+def load(path: str | Path) -> Config:
+    """Read, convert and check a config file, or raise ``ConfigError`` with every issue."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file, "", f"cannot read file: {exc.strerror}")]) from exc
+    return loads(text, file)
+
+
+def loads(text: str, file: str = "<string>") -> Config:
+    """Convert TOML text; ``file`` names it in errors and anchors relative paths."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        raise ConfigError([ConfigIssue(file, "", f"not valid TOML: {exc}", line)]) from exc
+    locator = _KeyLocator(text)
+    issues: list[ConfigIssue] = []
+    sections: dict[str, Any] = {}
+    for key, value in raw.items():
+        kind = _SECTION_TYPES.get(key)
+        if kind is None:
+            expected = ", ".join(sorted(_SECTION_TYPES))
+            issues.append(ConfigIssue(file, key, f"unknown section; expected one of {expected}",
+                                      locator.line(key)))
+            continue
+        sections[key] = _convert_section(key, value, kind, file, locator, issues)
+    if issues:
+        raise ConfigError(issues)
+    config = Config(**sections, source=file)
+    issues.extend(_check(config, file, locator))
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+_SECTION_TYPES: dict[str, Any] = {
+    "listeners": Listener,
+    "upstreams": Upstream,
+    "logging": LoggingConfig,
+}
+
+
+def _convert_section(key: str, value: Any, kind: Any, file: str, locator: _KeyLocator,
+                     issues: list[ConfigIssue]) -> Any:
+    """Convert one top-level section item by item so each bad item is reported."""
+    if key == "listeners":
+        if not isinstance(value, list):
+            issues.append(ConfigIssue(file, key, "expected an array of tables ([[listeners]])",
+                                      locator.line(key)))
+            return []
+        return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
+                for i, item in enumerate(value)]
+    if key == "upstreams":
+        if not isinstance(value, dict):
+            issues.append(ConfigIssue(file, key, "expected a table of [upstreams.NAME]",
+                                      locator.line(key)))
+            return {}
+        return {name: _convert(f"{key}.{name}", item, kind, file, locator, issues)
+                for name, item in value.items()}
+    return _convert(key, value, kind, file, locator, issues)
+
+
+def _convert(prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator,
+             issues: list[ConfigIssue]) -> Any:
+    """Convert one item; on failure drop the offending key and retry, to find every error."""
+    value = copy.deepcopy(value)
+    for _ in range(_MAX_ISSUES_PER_ITEM):
+        try:
+            return msgspec.convert(value, kind)
+        except msgspec.ValidationError as exc:
+            sub, message = _split_validation_error(str(exc))
+            path = prefix + sub
+            issues.append(ConfigIssue(file, path, message, locator.line(path)))
+            if not _drop(value, sub):
+                return None
+    return None
+
+
+_MAX_ISSUES_PER_ITEM = 20
+
+
+def _split_validation_error(text: str) -> tuple[str, str]:
+    """msgspec says "Expected `int`, got `str` - at `$.limits.buffer`"; split and reword it."""
+    message, _, where = text.partition(" - at `$")
+    sub = where.rstrip("`")
+    missing = re.search(r"missing required field `(\w+)`", message)
+    unknown = re.search(r"unknown field `(\w+)`", message)
+    if missing:
+        return f"{sub}.{missing[1]}", "required key is missing"
+    if unknown:
+        return f"{sub}.{unknown[1]}", "unknown key"
+    if message.startswith("Invalid value") and sub.endswith(".protocol"):
+        kinds = ", ".join(sorted(_listener_tags()))
+        return sub, f"unknown protocol {message.split(' ', 2)[2]}; expected one of {kinds}"
+    message = message.replace("`", "'")
+    if message.startswith("Expected"):
+        message = "expected" + message[len("Expected"):]
+    return sub, message
+
+
+def _listener_tags() -> list[str]:
+    kinds = getattr(Listener, "__args__", (Listener,))
+    return [str(kind.__struct_config__.tag) for kind in kinds]
+
+
+def _drop(value: Any, sub: str) -> bool:
+    """Remove the key at ``.a.b[2].c`` from ``value`` so conversion can go on past it."""
+    steps = re.findall(r"\.([^.\[]+)|\[(\d+)\]", sub)
+    if not steps:
+        return False
+    node = value
+    for name, index in steps[:-1]:
+        try:
+            node = node[name] if name else node[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return False
+    name, index = steps[-1]
+    if not name or not isinstance(node, dict) or name not in node:
+        return False
+    del node[name]
+    return True
+
+
+def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]:
+    """Cross-references and values msgspec cannot see."""
+    issues: list[ConfigIssue] = []
+    base = Path(file).parent
+
+    def add(path: str, message: str) -> None:
+        issues.append(ConfigIssue(file, path, message, locator.line(path)))
+
+    names: set[str] = set()
+    for i, listener in enumerate(config.listeners):
+        at = f"listeners[{i}]"
+        if listener.name in names:
+            add(f"{at}.name", f"duplicate listener name {listener.name!r}")
+        names.add(listener.name)
+        try:
+            parse_listen(listener.listen)
+        except ValueError as exc:
+            add(f"{at}.listen", str(exc))
+        if isinstance(listener, TcpListener):
+            if (listener.route is None) == (listener.upstream is None):
+                add(at, "expected exactly one of 'route' or 'upstream'")
+            if listener.upstream is not None and listener.upstream not in config.upstreams:
+                add(f"{at}.upstream", f"no upstream named {listener.upstream!r}")
+            if listener.route is not None and listener.route.endswith(".py"):
+                route_path = Path(listener.route)
+                if not route_path.is_absolute():
+                    route_path = base / route_path
+                if not route_path.is_file():
+                    add(f"{at}.route", f"no such file: {route_path}")
+        for field_name in ("buffer", "max_connections"):
+            if getattr(listener.limits, field_name) <= 0:
+                add(f"{at}.limits.{field_name}", "expected a positive number")
+        for field_name in ("decision_timeout", "connect_timeout", "idle_timeout"):
+            if getattr(listener.limits, field_name) <= 0:
+                add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
+    for name, upstream in config.upstreams.items():
+        at = f"upstreams.{name}"
+        if not upstream.endpoints:
+            add(f"{at}.endpoints", "expected at least one 'host:port'")
+        for j, endpoint in enumerate(upstream.endpoints):
+            try:
+                host, port = parse_listen(endpoint)
+                if port == 0:
+                    raise ValueError(f"expected a non-zero port in {endpoint!r}")
+            except ValueError as exc:
+                add(f"{at}.endpoints[{j}]", str(exc))
+    return issues
+
+
+def resolve_path(config: Config, value: str) -> Path:
+    """A path from the file, read relative to the file's own folder."""
+    path = Path(value)
+    return path if path.is_absolute() else Path(config.source).parent / path
+
+
+def _toml_error_line(message: str) -> int | None:
+    found = re.search(r"at line (\d+)", message)
+    return int(found[1]) if found else None
+
+
+class _KeyLocator:
+    """Find the line of a key path in TOML text, for error messages.
+
+    It understands the shapes config files use: ``[table]``, ``[[array]]``,
+    dotted ``[a.b]`` headers and ``key = value`` lines. When it cannot place a
+    path it answers the line of the nearest enclosing table, or ``None``.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[str, int] = {}
+        counters: dict[str, int] = {}
+        table = ""
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                name = header[2].replace('"', "").replace("'", "")
+                if header[1] == "[[":
+                    index = counters.get(name, -1) + 1
+                    counters[name] = index
+                    table = f"{name}[{index}]"
+                else:
+                    table = self._resolve(name, counters)
+                self._lines.setdefault(table, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                name = key[1].replace('"', "").replace("'", "")
+                self._lines.setdefault(f"{table}.{name}" if table else name, number)
+
+    @staticmethod
+    def _resolve(name: str, counters: dict[str, int]) -> str:
+        """``listeners.limits`` under the latest ``[[listeners]]`` is ``listeners[i].limits``."""
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            head = ".".join(parts[:cut])
+            if head in counters:
+                rest = ".".join(parts[cut:])
+                return f"{head}[{counters[head]}]" + (f".{rest}" if rest else "")
+        return name
+
+    def line(self, path: str) -> int | None:
+        path = re.sub(r"\[(\d+)\]\.?$", r"[\1]", path)
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            if cut <= 0:
+                return self._lines.get(path)
+            path = path[:cut]
+        return None
+

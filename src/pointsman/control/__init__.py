@@ -1,0 +1,1 @@
+"""The process around the traffic: runtime, signals, admin, metrics and logs."""

@@ -1,0 +1,1 @@
+"""Sources of routes: static files, NATS registration, the admin API, service announcements."""

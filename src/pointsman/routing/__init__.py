@@ -1,0 +1,1 @@
+"""Pure routing decisions: route tables, path patterns and the content-routing contract."""

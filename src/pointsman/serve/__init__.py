@@ -1,0 +1,1 @@
+"""The asyncio edges that own sockets and move bytes."""

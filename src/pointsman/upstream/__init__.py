@@ -1,0 +1,1 @@
+"""Endpoints, pools and balancers: pure choices about where traffic goes next."""

@@ -1,0 +1,1 @@
+"""Sans-I/O protocol code: bytes in, events or bytes out; no sockets, clocks or asyncio."""
