@@ -121,10 +121,15 @@ def route(data, conn):
 '''
 
 
-def pointsman_tcp_toml(name: str, listen: Addr, target: Addr) -> str:
-    """The same route as configuration instead of code, for ``pointsman serve``."""
+def pointsman_tcp_toml(name: str, listen: Addr, target: Addr, *, access_log: bool = True) -> str:
+    """The same route as configuration instead of code, for ``pointsman serve``.
+
+    Without ``access_log`` pointsman writes no line per connection, as the
+    HAProxy and nginx configurations here (which log nothing) do.
+    """
+    logging = "" if access_log else '[logging]\naccess = "off"\n\n'
     return f"""\
-[[listeners]]
+{logging}[[listeners]]
 name = "{name}"
 protocol = "tcp"
 listen = "{listen}"

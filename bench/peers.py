@@ -76,11 +76,13 @@ class PointsmanTcp(Peer):
 
     ``mode="router"`` runs ``pointsman tcp -c ROUTER.py`` (the ProxyMachine
     way, the route function runs for every connection); ``mode="serve"`` runs
-    ``pointsman serve`` on a TOML listener with a configured upstream.
+    ``pointsman serve`` on a TOML listener with a configured upstream, and
+    ``access_log=False`` turns pointsman's per-connection log line off there.
     """
 
     name: str = "pointsman"
     mode: str = "router"
+    access_log: bool = True
 
     def missing(self) -> str | None:
         if not (REPO / "src" / "pointsman").is_dir():
@@ -95,7 +97,9 @@ class PointsmanTcp(Peer):
             args = ["tcp", "-c", str(router), "-h", listen.host, "-p", str(listen.port)]
         else:
             toml = workdir / f"{self.name}.toml"
-            toml.write_text(peerconf.pointsman_tcp_toml("bench", listen, target))
+            toml.write_text(
+                peerconf.pointsman_tcp_toml("bench", listen, target, access_log=self.access_log)
+            )
             args = ["serve", "-c", str(toml)]
         env = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
         return procs.start(self.name, [sys.executable, "-m", "pointsman", *args], env=env)

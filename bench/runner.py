@@ -115,7 +115,7 @@ def _one_run(
     cost = sample.cost(units)
     cost_text = f"{fmt_num(cost)} {units.cost_unit}" if cost is not None else "no proxy CPU"
     log(
-        f"  round {round_no} {entry.peer.name:<10} {fmt_num(result.rate):>8} {units.rate_unit}"
+        f"  round {round_no} {entry.peer.name:<15} {fmt_num(result.rate):>8} {units.rate_unit}"
         f"  {cost_text}  errors {result.errors}"
     )
 

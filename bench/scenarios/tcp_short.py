@@ -35,10 +35,20 @@ class TcpShort(Scenario):
         f"wrk -t 1 -c {CONNECTIONS} with Connection: close against nginx serving "
         f"{backends.SMALL_FILE_BYTES} bytes; each request is one client connection "
         "and one backend connection.",
+        "pointsman runs `pointsman tcp -c ROUTER.py` (a Python route function per "
+        "connection, one access-log line per connection); pointsman-serve runs "
+        "`pointsman serve` with the same route as a configured upstream and the access "
+        "log off, as HAProxy and nginx log nothing here.",
     )
 
     def peers(self) -> list[Peer]:
-        return [PointsmanTcp(), HaproxyTcp(), NginxStream(), Direct()]
+        return [
+            PointsmanTcp(),
+            PointsmanTcp(name="pointsman-serve", mode="serve", access_log=False),
+            HaproxyTcp(),
+            NginxStream(),
+            Direct(),
+        ]
 
     def start_backend(self, procs: ProcessSet) -> Addr:
         return backends.nginx_origin(procs)

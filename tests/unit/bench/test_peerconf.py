@@ -67,3 +67,11 @@ def test_pointsman_toml_listener() -> None:
         {"name": "bench", "protocol": "tcp", "listen": "127.0.0.1:7000", "upstream": "backend"}
     ]
     assert data["upstreams"]["backend"]["endpoints"] == ["127.0.0.1:7001"]
+
+
+def test_pointsman_toml_without_access_log() -> None:
+    import tomllib
+
+    data = tomllib.loads(pointsman_tcp_toml("bench", LISTEN, TARGET, access_log=False))
+    assert data["logging"] == {"access": "off"}
+    assert data["listeners"][0]["listen"] == "127.0.0.1:7000"
