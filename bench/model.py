@@ -86,6 +86,7 @@ class PeerSummary:
     best_rate: float | None = None
     peak_rss_mib: float | None = None
     errors: int = 0
+    other_load_pct: float | None = None
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -96,6 +97,7 @@ def summarise(
     if not samples:
         return PeerSummary(peer, status="failed", reason="no samples", peak_rss_mib=peak_rss_mib)
     costs = [c for c in (s.cost(units) for s in samples) if c is not None]
+    loads = [s.details["other_load_pct"] for s in samples if "other_load_pct" in s.details]
     return PeerSummary(
         peer,
         rate=statistics.median(s.rate for s in samples),
@@ -103,6 +105,7 @@ def summarise(
         best_rate=max(s.rate for s in samples),
         peak_rss_mib=peak_rss_mib,
         errors=sum(s.errors for s in samples),
+        other_load_pct=max(loads) if loads else None,
         samples=samples,
     )
 

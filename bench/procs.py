@@ -140,6 +140,10 @@ class ProcessSet:
         self.started.append(managed)
         return managed
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds spent so far by every process tree this set started."""
+        return sum(managed.cpu_seconds() for managed in self.started)
+
     def stop_all(self) -> None:
         while self.started:
             self.started.pop().stop()

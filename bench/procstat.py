@@ -19,6 +19,8 @@ __all__ = [
     "CLOCK_TICKS",
     "ProcStat",
     "listening_ports",
+    "machine_busy_seconds",
+    "parse_cpu_busy_ticks",
     "parse_listening",
     "parse_stat",
     "parse_vm_hwm_kib",
@@ -100,6 +102,26 @@ def parse_listening(table: str) -> set[tuple[str, int]]:
         raw = bytes.fromhex(addr_hex)[::-1]  # stored in host (little-endian) order
         found.add((".".join(str(b) for b in raw), int(port_hex, 16)))
     return found
+
+
+def parse_cpu_busy_ticks(proc_stat: str) -> int:
+    """Ticks all CPUs spent not idle, from the ``cpu`` line of ``/proc/stat``.
+
+    Busy is user, nice, system, irq, softirq and steal; idle and iowait are
+    not (guest time is already inside user).
+    """
+    for line in proc_stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(f) for f in fields[1:])
+            steal = rest[0] if rest else 0
+            return user + nice + system + irq + softirq + steal
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot, all cores together."""
+    return parse_cpu_busy_ticks((PROC / "stat").read_text()) / CLOCK_TICKS
 
 
 def listening_ports() -> set[tuple[str, int]]:

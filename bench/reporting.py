@@ -65,6 +65,7 @@ def peer_rows(result: ScenarioResult) -> list[list[str]]:
                 fmt_ratio(ratio(peer.cost, ref.cost)),
                 fmt_ratio(ratio(peer.rate, base.rate)),
                 str(peer.errors),
+                fmt_num(peer.other_load_pct),
                 str(len(peer.samples)),
                 status,
             ]
@@ -90,6 +91,7 @@ def markdown(result: ScenarioResult) -> str:
         f"CPU / {result.reference}",
         f"{units.rate_name} / {result.baseline}",
         "errors",
+        "other load % (max)",
         "runs",
         "status",
     ]
@@ -102,7 +104,9 @@ def markdown(result: ScenarioResult) -> str:
         f"interleaved round(s) of {settings['seconds_per_run']:g} s after a "
         f"{settings['warmup_s']:g} s warm-up; numbers are the median over rounds "
         "(every run is in the JSON file). CPU is the proxy's process tree, "
-        "user + system, read from /proc/PID/stat around each run.",
+        "user + system, read from /proc/PID/stat around each run. Other load is the "
+        "largest share of the machine's CPU that processes outside this run took "
+        "during any of the peer's runs.",
         "",
         *_table(header, peer_rows(result)),
         "",

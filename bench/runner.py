@@ -10,6 +10,8 @@ its reason; the others go on.
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import machine
+from bench import machine, procstat
 from bench.loadgen import LoadError
 from bench.model import PeerSummary, Sample, ScenarioResult, summarise
 from bench.peerconf import Addr
@@ -89,10 +91,45 @@ def _start_peers(
     return running, absent
 
 
+@dataclass(frozen=True, slots=True)
+class _Meter:
+    """A reading of the clock, the machine's busy CPU and the CPU of what we run.
+
+    Between two readings, busy CPU not spent by this run's processes (the
+    harness, its load generators, backends and peers) is someone else's: the
+    share of the machine it took is recorded with each sample as
+    ``other_load_pct``, so a run disturbed by other work can be told apart.
+    """
+
+    wall: float
+    busy: float
+    ours: float
+
+    @classmethod
+    def read(cls, procs: ProcessSet) -> _Meter:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished load generators
+        ours = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        return cls(time.monotonic(), procstat.machine_busy_seconds(), ours + procs.cpu_seconds())
+
+    def other_load_pct(self, later: _Meter) -> float:
+        wall = later.wall - self.wall
+        if wall <= 0:
+            return 0.0
+        foreign = (later.busy - self.busy) - (later.ours - self.ours)
+        return max(0.0, 100.0 * foreign / (wall * (os.cpu_count() or 1)))
+
+
 def _one_run(
-    scenario: Scenario, entry: _Running, seconds: float, round_no: int, log: Log
+    scenario: Scenario,
+    procs: ProcessSet,
+    entry: _Running,
+    seconds: float,
+    round_no: int,
+    log: Log,
 ) -> None:
     process = entry.process
+    meter = _Meter.read(procs)
     before = process.cpu_seconds() if process is not None else None
     try:
         result = scenario.load(entry.addr, seconds)
@@ -103,12 +140,14 @@ def _one_run(
     cpu = None
     if process is not None and before is not None:
         cpu = process.cpu_seconds() - before
-        if not process.alive():
-            entry.failure = f"exited during the run:\n{process.log_tail()}"
-            log(f"  round {round_no} {entry.peer.name}: process exited")
-            return
+    other_load = meter.other_load_pct(_Meter.read(procs))
+    if process is not None and not process.alive():
+        entry.failure = f"exited during the run:\n{process.log_tail()}"
+        log(f"  round {round_no} {entry.peer.name}: process exited")
+        return
+    details = {**result.details, "other_load_pct": round(other_load, 1)}
     sample = Sample(
-        entry.peer.name, round_no, result.rate, result.work, cpu, result.errors, result.details
+        entry.peer.name, round_no, result.rate, result.work, cpu, result.errors, details
     )
     entry.samples.append(sample)
     units = scenario.units
@@ -116,7 +155,7 @@ def _one_run(
     cost_text = f"{fmt_num(cost)} {units.cost_unit}" if cost is not None else "no proxy CPU"
     log(
         f"  round {round_no} {entry.peer.name:<15} {fmt_num(result.rate):>8} {units.rate_unit}"
-        f"  {cost_text}  errors {result.errors}"
+        f"  {cost_text}  errors {result.errors}  other load {other_load:.0f}%"
     )
 
 
@@ -145,7 +184,7 @@ def run_scenario(scenario: Scenario, options: RunOptions, log: Log) -> ScenarioR
                 for entry in running[shift:] + running[:shift]:
                     if entry.failure and entry.process is not None and not entry.process.alive():
                         continue
-                    _one_run(scenario, entry, plan.seconds, round_no, log)
+                    _one_run(scenario, procs, entry, plan.seconds, round_no, log)
                     time.sleep(0.2)  # let sockets and the scheduler settle between runs
             for entry in running:
                 rss = entry.process.peak_rss_mib() if entry.process is not None else None

@@ -18,13 +18,15 @@ def test_cost_scales_cpu_by_work() -> None:
 
 def test_summary_takes_medians_and_sums_errors() -> None:
     samples = [
-        Sample("p", 1, rate=10.0, work=10.0, cpu_s=3.0, errors=1),
-        Sample("p", 2, rate=30.0, work=10.0, cpu_s=1.0),
+        Sample("p", 1, rate=10.0, work=10.0, cpu_s=3.0, errors=1,
+               details={"other_load_pct": 4.0}),
+        Sample("p", 2, rate=30.0, work=10.0, cpu_s=1.0, details={"other_load_pct": 9.5}),
         Sample("p", 3, rate=20.0, work=10.0, cpu_s=2.0, errors=2),
     ]
     summary = summarise("p", samples, PER_GIB, peak_rss_mib=12.5)
     assert (summary.rate, summary.cost, summary.best_rate) == (20.0, 0.2, 30.0)
     assert summary.errors == 3
+    assert summary.other_load_pct == 9.5
     assert summary.peak_rss_mib == 12.5
     assert summary.status == "ok"
 

@@ -6,6 +6,8 @@ import os
 
 import pytest
 from bench.procstat import (
+    machine_busy_seconds,
+    parse_cpu_busy_ticks,
     parse_listening,
     parse_stat,
     parse_vm_hwm_kib,
@@ -70,3 +72,18 @@ def test_reading_our_own_process() -> None:
 def test_a_gone_process_has_no_tree() -> None:
     assert process_tree(2**22 + 1) == []
     assert tree_cpu_seconds(2**22 + 1) == 0
+
+
+PROC_STAT = """\
+cpu  100 5 50 1000 20 3 2 7 0 0
+cpu0 50 2 25 500 10 1 1 3 0 0
+cpu1 50 3 25 500 10 2 1 4 0 0
+intr 12345
+"""
+
+
+def test_machine_busy_excludes_idle_and_iowait() -> None:
+    assert parse_cpu_busy_ticks(PROC_STAT) == 100 + 5 + 50 + 3 + 2 + 7
+    with pytest.raises(ValueError):
+        parse_cpu_busy_ticks("intr 1\n")
+    assert machine_busy_seconds() > 0
