@@ -105,17 +105,21 @@ def parse_listening(table: str) -> set[tuple[str, int]]:
 
 
 def parse_cpu_busy_ticks(proc_stat: str) -> int:
-    """Ticks all CPUs spent not idle, from the ``cpu`` line of ``/proc/stat``.
+    """Ticks all CPUs spent running tasks, from the ``cpu`` line of ``/proc/stat``.
 
-    Busy is user, nice, system, irq, softirq and steal; idle and iowait are
-    not (guest time is already inside user).
+    That is user, nice, system and steal (guest time is already inside user).
+    irq and softirq are left out on purpose: with IRQ time accounting the
+    kernel charges loopback's packet processing to softirq, not to any task,
+    so counting it would make a run's own traffic look like someone else's.
     """
     for line in proc_stat.splitlines():
         fields = line.split()
         if fields and fields[0] == "cpu":
-            user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(f) for f in fields[1:])
+            user, nice, system, _idle, _iowait, _irq, _softirq, *rest = (
+                int(f) for f in fields[1:]
+            )
             steal = rest[0] if rest else 0
-            return user + nice + system + irq + softirq + steal
+            return user + nice + system + steal
     raise ValueError("no aggregate cpu line in /proc/stat")
 
 

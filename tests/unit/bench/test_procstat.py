@@ -82,8 +82,8 @@ intr 12345
 """
 
 
-def test_machine_busy_excludes_idle_and_iowait() -> None:
-    assert parse_cpu_busy_ticks(PROC_STAT) == 100 + 5 + 50 + 3 + 2 + 7
+def test_machine_busy_counts_task_time_only() -> None:
+    assert parse_cpu_busy_ticks(PROC_STAT) == 100 + 5 + 50 + 7
     with pytest.raises(ValueError):
         parse_cpu_busy_ticks("intr 1\n")
     assert machine_busy_seconds() > 0
