@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, help="override the number of interleaved rounds")
     parser.add_argument("--peers", help="comma-separated subset of peers to run")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs)")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+        help="before each scenario, wait up to SECONDS for the machine to be under "
+             "--quiet-pct busy for 3 s (default: do not wait)",
+    )
+    parser.add_argument("--quiet-pct", type=float, default=15.0,
+                        help="what --wait-quiet calls quiet, in %% of all cores (default 15)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
 
@@ -70,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=args.rounds,
         only_peers=frozenset(args.peers.split(",")) if args.peers else None,
         keep=args.keep,
+        wait_quiet_s=min(max(args.wait_quiet, 0.0), 600.0),
+        quiet_pct=args.quiet_pct,
     )
     began = time.monotonic()
     summaries: list[str] = []

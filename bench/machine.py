@@ -11,11 +11,14 @@ import datetime
 import os
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from typing import Any
 
+from bench import procstat
 from bench.peers import REPO
 
-__all__ = ["describe", "first_line", "loadavg", "utc_now"]
+__all__ = ["busy_pct", "describe", "first_line", "loadavg", "utc_now", "wait_for_quiet"]
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -65,3 +68,32 @@ def describe() -> dict[str, Any]:
         "pointsman_commit": commit + (" (dirty)" if dirty not in ("unknown", "missing") else ""),
         "loadavg_before": loadavg(),
     }
+
+
+def busy_pct(window_s: float = 1.0) -> float:
+    """How much of the machine's CPU tasks used over the next ``window_s`` seconds."""
+    start_busy, start = procstat.machine_busy_seconds(), time.monotonic()
+    time.sleep(window_s)
+    busy, wall = procstat.machine_busy_seconds() - start_busy, time.monotonic() - start
+    return 100.0 * busy / (wall * (os.cpu_count() or 1))
+
+
+def wait_for_quiet(
+    max_wait_s: float, threshold_pct: float, log: Callable[[str], None]
+) -> float:
+    """Wait (at most ``max_wait_s``) for 3 consecutive quiet seconds; return the last reading.
+
+    Other people's builds and tests share this machine's cores; numbers taken
+    while they run say more about them than about the proxies.
+    """
+    deadline = time.monotonic() + max_wait_s
+    quiet = 0
+    reading = busy_pct()
+    while time.monotonic() < deadline:
+        quiet = quiet + 1 if reading < threshold_pct else 0
+        if quiet >= 3:
+            return reading
+        log(f"  machine {reading:.0f}% busy, waiting for < {threshold_pct:g}%")
+        reading = busy_pct()
+    log(f"  machine still {reading:.0f}% busy after {max_wait_s:g}s; going on")
+    return reading

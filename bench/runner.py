@@ -43,6 +43,8 @@ class RunOptions:
     rounds: int | None = None
     only_peers: frozenset[str] | None = None
     keep: bool = False
+    wait_quiet_s: float = 0.0
+    quiet_pct: float = 15.0
 
 
 @dataclass
@@ -162,8 +164,13 @@ def _one_run(
 def run_scenario(scenario: Scenario, options: RunOptions, log: Log) -> ScenarioResult:
     """Start the backend and every peer, load each in turn, and summarise."""
     plan = _plan(scenario, options)
+    quiet = None
+    if options.wait_quiet_s > 0:
+        quiet = machine.wait_for_quiet(options.wait_quiet_s, options.quiet_pct, log)
     started = machine.utc_now()
     facts = machine.describe()
+    if quiet is not None:
+        facts["busy_pct_before"] = round(quiet, 1)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.name}-"))
     log(f"[{scenario.name}] {scenario.title}: {plan.rounds} round(s) of {plan.seconds:g}s "
         f"per peer, work dir {workdir}")
