@@ -13,7 +13,9 @@ from pathlib import Path
 
 __all__ = [
     "Addr",
+    "haproxy_http",
     "haproxy_tcp",
+    "nginx_http_proxy",
     "nginx_origin",
     "nginx_stream",
     "pointsman_router",
@@ -21,6 +23,7 @@ __all__ = [
 ]
 
 NGINX_WORKER_CONNECTIONS = 8192
+UPSTREAM_KEEPALIVE = 64  # idle backend connections nginx keeps per worker
 HAPROXY_MAXCONN = 4096  # HAProxy raises RLIMIT_NOFILE to ~5x this at start
 
 
@@ -60,6 +63,31 @@ backend target
 """
 
 
+def haproxy_http(listen: Addr, target: Addr) -> str:
+    """HAProxy ``mode http`` with keep-alive both sides and backend connection reuse."""
+    return f"""\
+global
+    nbthread 1
+    maxconn {HAPROXY_MAXCONN}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+    option http-keep-alive
+
+frontend bench
+    bind {listen}
+    default_backend target
+
+backend target
+    http-reuse always
+    server s1 {target}
+"""
+
+
 def _nginx_main(prefix: Path, stream_module: Path | None) -> str:
     """The top of every nginx config: one worker, foreground, everything under prefix."""
     load = f"load_module {stream_module};\n" if stream_module is not None else ""
@@ -91,6 +119,28 @@ stream {{
     server {{
         listen {listen};
         proxy_pass {target};
+    }}
+}}
+"""
+
+
+def nginx_http_proxy(prefix: Path, listen: Addr, target: Addr) -> str:
+    """nginx as an HTTP reverse proxy keeping idle HTTP/1.1 connections to the backend."""
+    return _nginx_main(prefix, None) + f"""
+http {{
+    access_log off;
+{_nginx_http_paths(prefix)}    keepalive_requests 100000;
+    upstream backend {{
+        server {target};
+        keepalive {UPSTREAM_KEEPALIVE};
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
     }}
 }}
 """

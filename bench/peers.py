@@ -24,7 +24,9 @@ from bench.procs import Managed, ProcessSet
 __all__ = [
     "REPO",
     "Direct",
+    "HaproxyHttp",
     "HaproxyTcp",
+    "NginxHttp",
     "NginxStream",
     "Peer",
     "PointsmanTcp",
@@ -113,10 +115,20 @@ class HaproxyTcp(Peer):
     def missing(self) -> str | None:
         return _which("haproxy")
 
+    def config(self, listen: Addr, target: Addr) -> str:
+        return peerconf.haproxy_tcp(listen, target)
+
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        cfg = procs.workdir / "haproxy.cfg"
-        cfg.write_text(peerconf.haproxy_tcp(listen, target))
+        cfg = procs.workdir / f"{self.name}.cfg"
+        cfg.write_text(self.config(listen, target))
         return procs.start(self.name, ["haproxy", "-db", "-f", str(cfg)])
+
+
+class HaproxyHttp(HaproxyTcp):
+    """HAProxy ``mode http``, keep-alive and backend connection reuse, one thread."""
+
+    def config(self, listen: Addr, target: Addr) -> str:
+        return peerconf.haproxy_http(listen, target)
 
 
 def stream_module_path(nginx_v: str, modules_dir: Path = NGINX_MODULES) -> Path | None:
@@ -163,3 +175,16 @@ class NginxStream(Peer):
         prefix = procs.workdir / self.name
         config = peerconf.nginx_stream(prefix, listen, target, nginx_stream_module())
         return start_nginx(procs, self.name, config)
+
+
+class NginxHttp(Peer):
+    """nginx ``proxy_pass`` to an upstream with keepalive connections, one worker."""
+
+    name = "nginx"
+
+    def missing(self) -> str | None:
+        return _which("nginx")
+
+    def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
+        prefix = procs.workdir / self.name
+        return start_nginx(procs, self.name, peerconf.nginx_http_proxy(prefix, listen, target))

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from bench.peerconf import (
     Addr,
+    haproxy_http,
     haproxy_tcp,
+    nginx_http_proxy,
     nginx_origin,
     nginx_stream,
     pointsman_router,
@@ -75,3 +77,19 @@ def test_pointsman_toml_without_access_log() -> None:
     data = tomllib.loads(pointsman_tcp_toml("bench", LISTEN, TARGET, access_log=False))
     assert data["logging"] == {"access": "off"}
     assert data["listeners"][0]["listen"] == "127.0.0.1:7000"
+
+
+def test_haproxy_http_reuses_backend_connections() -> None:
+    cfg = haproxy_http(LISTEN, TARGET)
+    for line in ("nbthread 1", "mode http", "option http-keep-alive", "http-reuse always",
+                 "server s1 127.0.0.1:7001"):
+        assert line in cfg
+    assert "splice" not in cfg
+
+
+def test_nginx_http_proxy_keeps_upstream_connections() -> None:
+    cfg = nginx_http_proxy(Path("/tmp/h"), LISTEN, TARGET)
+    for line in ("worker_processes 1;", "server 127.0.0.1:7001;", "keepalive 64;",
+                 "proxy_pass http://backend;", "proxy_http_version 1.1;",
+                 'proxy_set_header Connection "";', "listen 127.0.0.1:7000;"):
+        assert line in cfg
