@@ -161,6 +161,48 @@ def _one_run(
     )
 
 
+def _warm_up(scenario: Scenario, running: list[_Running], plan: Plan, log: Log) -> None:
+    """One short unmeasured run per peer: JITs, caches and pools settle first."""
+    if plan.warmup_s <= 0:
+        return
+    for entry in running:
+        try:
+            scenario.load(entry.addr, plan.warmup_s)
+        except LoadError as exc:
+            log(f"  warm-up {entry.peer.name}: {exc}")
+
+
+def _rounds(
+    scenario: Scenario, procs: ProcessSet, running: list[_Running], plan: Plan, log: Log
+) -> None:
+    """Load every live peer once per round, starting one peer later each round."""
+    for round_no in range(1, plan.rounds + 1):
+        shift = (round_no - 1) % max(len(running), 1)
+        for entry in running[shift:] + running[:shift]:
+            if entry.failure and entry.process is not None and not entry.process.alive():
+                continue
+            _one_run(scenario, procs, entry, plan.seconds, round_no, log)
+            time.sleep(0.2)  # let sockets and the scheduler settle between runs
+
+
+def _summaries(
+    scenario: Scenario, running: list[_Running], absent: list[PeerSummary]
+) -> list[PeerSummary]:
+    """Medians per peer (peak RSS read now, before the processes stop), in peer order."""
+    summaries = list(absent)
+    for entry in running:
+        rss = entry.process.peak_rss_mib() if entry.process is not None else None
+        summary = summarise(entry.peer.name, entry.samples, scenario.units, rss)
+        if entry.failure and not entry.samples:
+            summary.status, summary.reason = "failed", entry.failure
+        elif entry.failure:
+            summary.reason = entry.failure
+        summaries.append(summary)
+    order = [peer.name for peer in scenario.peers()]
+    summaries.sort(key=lambda summary: order.index(summary.peer))
+    return summaries
+
+
 def run_scenario(scenario: Scenario, options: RunOptions, log: Log) -> ScenarioResult:
     """Start the backend and every peer, load each in turn, and summarise."""
     plan = _plan(scenario, options)
@@ -180,30 +222,9 @@ def run_scenario(scenario: Scenario, options: RunOptions, log: Log) -> ScenarioR
             target = scenario.start_backend(procs)
             log(f"  backend listening on {target}")
             running, absent = _start_peers(scenario, procs, target, options, log)
-            if plan.warmup_s > 0:
-                for entry in running:
-                    try:
-                        scenario.load(entry.addr, plan.warmup_s)
-                    except LoadError as exc:
-                        log(f"  warm-up {entry.peer.name}: {exc}")
-            for round_no in range(1, plan.rounds + 1):
-                shift = (round_no - 1) % max(len(running), 1)
-                for entry in running[shift:] + running[:shift]:
-                    if entry.failure and entry.process is not None and not entry.process.alive():
-                        continue
-                    _one_run(scenario, procs, entry, plan.seconds, round_no, log)
-                    time.sleep(0.2)  # let sockets and the scheduler settle between runs
-            for entry in running:
-                rss = entry.process.peak_rss_mib() if entry.process is not None else None
-                summary = summarise(entry.peer.name, entry.samples, scenario.units, rss)
-                if entry.failure and not entry.samples:
-                    summary.status, summary.reason = "failed", entry.failure
-                elif entry.failure:
-                    summary.reason = entry.failure
-                summaries.append(summary)
-            summaries.extend(absent)
-            order = [peer.name for peer in scenario.peers()]
-            summaries.sort(key=lambda summary: order.index(summary.peer))
+            _warm_up(scenario, running, plan, log)
+            _rounds(scenario, procs, running, plan, log)
+            summaries = _summaries(scenario, running, absent)
     finally:
         if options.keep:
             log(f"  kept work dir {workdir}")
