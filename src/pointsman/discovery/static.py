@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pointsman.config import RouteConfig, parse_listen
-from pointsman.wire.gorouter import LOAD_BALANCING, RegistryMessage
+from pointsman.wire.gorouter import LOAD_BALANCING, Options, RegistryMessage
 
 __all__ = ["static_messages"]
 
@@ -20,11 +20,11 @@ def static_messages(routes: Iterable[RouteConfig]) -> list[RegistryMessage]:
     """One message per configured endpoint, carrying all of its route's uris."""
     messages = []
     for route in routes:
-        tags = tuple(sorted(route.tags.items()))
+        options = Options(_GOROUTER_BALANCE[route.balance])
         for text in route.endpoints:
             host, port = parse_listen(text)
             messages.append(RegistryMessage(
                 host=host, port=0 if route.tls else port, tls_port=port if route.tls else 0,
-                uris=tuple(route.uris), app=route.app, tags=tags,
-                load_balancing=_GOROUTER_BALANCE[route.balance]))
+                uris=tuple(route.uris), app=route.app, tags=dict(route.tags),
+                options=options))
     return messages
