@@ -95,7 +95,7 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
             addresses = [parse_listen(e) for e in _upstream_endpoints(ctx, route.upstream)]
         else:
             addresses = [parse_listen(e) for e in route.endpoints]
-        endpoints = tuple(Endpoint(host, port, instance_id=f"{host}:{port}",
+        endpoints = tuple(Endpoint(host, port, app=route.host, instance_id=f"{host}:{port}",
                                    instance_index=str(i))
                           for i, (host, port) in enumerate(addresses))
         key = route_key(route.host + route.path)
