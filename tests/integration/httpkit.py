@@ -136,8 +136,12 @@ def dead_address() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes]:
-    """Read one response (Content-Length or chunked framing) from ``sock``; rest stays buffered."""
+def read_response(sock: socket.socket, buffer: bytearray,
+                  head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """Read one response (Content-Length or chunked framing) from ``sock``; rest stays buffered.
+
+    ``head_only``: the response has no body whatever its fields say (HEAD, CONNECT).
+    """
     while b"\r\n\r\n" not in buffer:
         data = sock.recv(65536)
         if not data:
@@ -153,7 +157,7 @@ def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str
         key = name.strip().lower()
         headers[key] = (headers[key] + "\n" + value.strip()) if key in headers \
             else value.strip()
-    if status in (100, 101, 204, 304):
+    if head_only or status in (100, 101, 204, 304):
         return status, headers, b""
     if "content-length" in headers:
         size = int(headers["content-length"])
