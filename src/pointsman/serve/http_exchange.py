@@ -48,6 +48,8 @@ MAX_RETRIES = 3
 REPLAY_LIMIT = 64 * 1024
 """Body bytes of an idempotent request kept so it can be retried after they were sent."""
 
+COALESCE_LIMIT = 16 * 1024
+"""Body bytes copied behind a response head to send both at once; larger go by writelines."""
 BACKLOG_HIGH = 256 * 1024
 """Body bytes held for an upstream not yet attached before reading pauses."""
 
@@ -70,6 +72,7 @@ class Exchange:
         "endpoint",
         "head",
         "head_bytes",
+        "head_out",
         "oversize",
         "pool",
         "replay",
@@ -102,6 +105,7 @@ class Exchange:
         self.body_bytes = 0
         self.body_sent = False
         self.head_bytes = b""
+        self.head_out = b""
         self.request_id = b""
         self.pool: RoutePool | None = None
         self.route: RouteState | None = None
@@ -329,22 +333,46 @@ class Exchange:
         sticky = self.sticky
         force = sticky is not None and sticky.has_session and \
             sticky.instance_id.encode() != instance
-        transport.write(build_response_head(
+        # Held back so the head and the first body bytes leave in one send.
+        self.head_out = build_response_head(
             head, request_id=self.request_id, chunk=self.chunk, close=self.close,
             sticky_names=client.server.sticky_names, instance_id=instance,
-            force_sticky=force, cookie_path=_context_path(self.pool)))
+            force_sticky=force, cookie_path=_context_path(self.pool))
 
     def on_response_body(self, data: bytes) -> None:
         transport = self.client.transport
         assert transport is not None
-        if self.chunk:
+        head = self.head_out
+        if head:
+            self.head_out = b""
+            if self.chunk:
+                transport.writelines((head, chunk_size_line(len(data)), data, CRLF))
+            elif len(data) <= COALESCE_LIMIT:
+                transport.write(head + data)
+            else:
+                transport.writelines((head, data))
+        elif self.chunk:
             transport.writelines((chunk_size_line(len(data)), data, CRLF))
         else:
             transport.write(data)
 
+    def flush(self) -> None:
+        """End of one upstream read: a response head still held back goes out now."""
+        head = self.head_out
+        if head:
+            self.head_out = b""
+            transport = self.client.transport
+            if transport is not None:
+                transport.write(head)
+
     def on_response_end(self) -> None:
         client = self.client
-        if self.chunk and client.transport is not None:
+        head = self.head_out
+        if head:
+            self.head_out = b""
+            if client.transport is not None:
+                client.transport.write(head + CHUNK_END if self.chunk else head)
+        elif self.chunk and client.transport is not None:
             client.transport.write(CHUNK_END)
         upstream = self.upstream
         self.upstream = None
@@ -382,6 +410,7 @@ class Exchange:
         self.upstream = None
         conn.abort()
         if self.response_started:
+            self.flush()
             if self.status and not self.chunk and error == "connection_lost" \
                     and self._close_delimited(conn):
                 self.close = True

@@ -34,6 +34,8 @@ class ResponseSink(Protocol):
 
     def on_response_end(self) -> None: ...
 
+    def flush(self) -> None: ...
+
     def on_upgraded(self, rest: bytes) -> None: ...
 
     def on_upstream_error(self, conn: UpstreamConnection, error: str) -> None: ...
@@ -88,6 +90,8 @@ class UpstreamConnection(ResponseParser, asyncio.Protocol):
             return
         if offset >= 0:
             sink.on_upgraded(data[offset:])
+        elif self.sink is sink:
+            sink.flush()
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
