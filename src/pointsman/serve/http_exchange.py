@@ -80,6 +80,7 @@ class Exchange:
         "request_id",
         "response_deadline",
         "response_started",
+        "rhead",
         "route",
         "start",
         "state",
@@ -106,6 +107,7 @@ class Exchange:
         self.body_sent = False
         self.head_bytes = b""
         self.head_out = b""
+        self.rhead: ResponseHead | None = None
         self.request_id = b""
         self.pool: RoutePool | None = None
         self.route: RouteState | None = None
@@ -309,14 +311,15 @@ class Exchange:
         transport = client.transport
         assert transport is not None
         if status < 200:
-            if status == 100 and self.head.expect_continue and not self.request_complete:
+            if status == 101:
+                self.rhead = head  # on_upgraded follows with the bytes after the head
+            elif status == 100 and self.head.expect_continue and not self.request_complete:
                 transport.write(_CONTINUE)
             return
-        if status == 101:
-            return  # on_upgraded follows with the bytes after the head
         self.response_started = True
         self.response_deadline = 0.0
         self.status = status
+        self.rhead = head
         self.upstream_keep = head.keep_alive
         request = self.head
         if request.method == b"HEAD" or status in (204, 304) or head.content_length >= 0:
@@ -391,8 +394,8 @@ class Exchange:
         self.response_started = True
         self.response_deadline = 0.0
         self.status = 101
-        head = upstream._rheaders
-        response = ResponseHead(101, upstream._rstatus, "1.1", head, -1, False, False)
+        response = self.rhead
+        assert response is not None
         client.transport.write(build_response_head(
             response, request_id=self.request_id, chunk=False, close=False,
             sticky_names=frozenset(), instance_id=b"", force_sticky=False))
@@ -433,11 +436,8 @@ class Exchange:
         self._upstream_failed(error.split(":")[0])
 
     def _close_delimited(self, conn: UpstreamConnection) -> bool:
-        for name, _value in conn._rheaders:
-            lname = name.lower()
-            if lname in (b"content-length", b"transfer-encoding"):
-                return False
-        return True
+        head = self.rhead
+        return head is not None and head.content_length < 0 and not head.chunked
 
     def upstream_write_paused(self, paused: bool) -> None:
         flow = self.client.flow

@@ -46,7 +46,7 @@ class ResponseSink(Protocol):
 class UpstreamConnection(ResponseParser, asyncio.Protocol):
     """One connection to one backend address."""
 
-    __slots__ = ("_no_body", "_rended", "_rhead_bytes", "_rheaders", "_rparser", "_rstatus",
+    __slots__ = ("_at_head", "_no_body", "_rbuf", "_rended", "_rparser",
                  "address", "closed", "flow", "pool", "received", "sink", "transport",
                  "tunnel", "uses", "write_paused")
 

@@ -167,44 +167,33 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     cookie (the pinned instance changed).
     """
     status = head.status
-    out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n"]
-    append = out.append
-    drop = HOP_BY_HOP
-    has_rid = False
-    session_cookie = b""
+    raw = head.raw
+    lower = b"\n" + raw.lower()
     upgrade = b""
-    for name, value in head.headers:
-        lname = name.lower()
-        if lname in drop:
-            if lname == b"connection":
-                tokens = connection_tokens(value)
-                if tokens:
-                    drop = drop.union(tokens)
-                    out = _drop_fields(out, 3, drop)
-                    append = out.append
-            elif lname == b"upgrade":
-                upgrade = value
-            continue
-        if lname == b"x-vcap-request-id":
-            has_rid = True
-        elif sticky_names and lname == b"set-cookie":
-            cookie_name = value.partition(b"=")[0].strip()
-            if cookie_name in sticky_names:
+    if status == 101:
+        upgrade = _field(raw, lower, b"upgrade")
+    cut = [name for name in _HOP_MARKERS if name in lower]
+    if cut:
+        names = [name[1:-1] for name in cut]
+        if b"\nconnection:" in cut:
+            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
+                      if token not in (b"close", b"keep-alive")]
+        raw = _cut_fields(raw, names)
+        lower = b"\n" + raw.lower()
+    out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
+    append = out.append
+    if b"\nx-vcap-request-id:" not in lower:
+        append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
+    session_cookie = b""
+    if instance_id and sticky_names and b"\nset-cookie:" in lower:
+        for name, value in head.headers:
+            if name.lower() == b"set-cookie" and \
+                    value.partition(b"=")[0].strip() in sticky_names:
                 session_cookie = value
-        append(name)
-        append(b": ")
-        append(value)
-        append(b"\r\n")
-    if not has_rid:
-        append(b"X-Vcap-Request-Id: ")
-        append(request_id)
-        append(b"\r\n")
     if instance_id and (session_cookie or force_sticky):
         append(b"Set-Cookie: " + _vcap_cookie(instance_id, session_cookie, cookie_path) + b"\r\n")
     if status == 101:
-        append(b"Connection: Upgrade\r\nUpgrade: ")
-        append(upgrade)
-        append(b"\r\n\r\n")
+        append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n")
         return b"".join(out)
     if chunk and status not in _NO_BODY_STATUSES:
         append(b"Transfer-Encoding: chunked\r\n")
@@ -212,6 +201,31 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
         append(b"Connection: close\r\n")
     append(b"\r\n")
     return b"".join(out)
+
+
+_HOP_MARKERS = tuple(b"\n" + name + b":" for name in sorted(HOP_BY_HOP))
+
+
+def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:
+    """The value of the first ``name`` field in a raw field block (``lower`` is its search copy)."""
+    at = lower.find(b"\n" + name + b":")
+    if at < 0:
+        return b""
+    end = raw.find(b"\r\n", at)
+    return raw[at + len(name) + 1:end].strip(b" \t")
+
+
+def _cut_fields(raw: bytes, names: list[bytes]) -> bytes:
+    """``raw`` without every line whose field name (lower-case) is in ``names``."""
+    for name in names:
+        marker = b"\n" + name + b":"
+        while True:
+            at = (b"\n" + raw.lower()).find(marker)
+            if at < 0:
+                break
+            end = raw.find(b"\r\n", at)
+            raw = raw[:at] + raw[end + 2:] if end >= 0 else raw[:at]
+    return raw
 
 
 def _vcap_cookie(instance_id: bytes, session_cookie: bytes, path: bytes) -> bytes:

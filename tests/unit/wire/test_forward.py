@@ -60,9 +60,9 @@ def test_chunked_and_upgrade_are_announced_again() -> None:
 
 
 def test_response_head_framing_and_sticky_cookie() -> None:
-    head = ResponseHead(200, b"OK", "1.1", [(b"Set-Cookie", b"JSESSIONID=x; Max-Age=60; Secure"),
-                                            (b"Transfer-Encoding", b"chunked"),
-                                            (b"Connection", b"keep-alive")], -1, True, True)
+    raw = (b"Set-Cookie: JSESSIONID=x; Max-Age=60; Secure\r\nTransfer-Encoding: chunked\r\n"
+           b"Connection: keep-alive, X-Gone\r\nX-Gone: 1\r\nX-Kept: 2\r\n")
+    head = ResponseHead(200, b"OK", "1.1", raw, -1, True, True)
     raw = build_response_head(head, request_id=b"r", chunk=True, close=False,
                               sticky_names=frozenset({b"JSESSIONID"}), instance_id=b"i-1",
                               force_sticky=False)
@@ -70,7 +70,8 @@ def test_response_head_framing_and_sticky_cookie() -> None:
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
     assert (b"Transfer-Encoding", b"chunked") in out and (b"X-Vcap-Request-Id", b"r") in out
     assert (b"Set-Cookie", b"__VCAP_ID__=i-1; Path=/; HttpOnly; Max-Age=60; Secure") in out
-    assert not any(name == b"Connection" for name, _ in out)
+    assert not any(name in (b"Connection", b"X-Gone") for name, _ in out)
+    assert (b"X-Kept", b"2") in out
 
 
 def test_sticky_request_reads_cookies() -> None:
