@@ -32,6 +32,8 @@ from pointsman.wire.forward import (
 from pointsman.wire.http1 import (
     CHUNK_END,
     CRLF,
+    HAS_APP_INSTANCE,
+    HAS_COOKIE,
     IDEMPOTENT,
     RequestHead,
     ResponseHead,
@@ -144,10 +146,14 @@ class Exchange:
             return
         self.pool = pool
         self.route = server.chooser.route(pool)
-        pinned = self._pinned()
-        if isinstance(pinned, bool):
-            return
-        self.sticky = sticky_request(head, server.sticky_names) if server.sticky_names else None
+        pinned = None
+        if head.flags & HAS_APP_INSTANCE:
+            found = self._pinned()
+            if isinstance(found, bool):
+                return
+            pinned = found
+        if head.flags & HAS_COOKIE and server.sticky_names:
+            self.sticky = sticky_request(head, server.sticky_names)
         self._pick(pinned)
 
     def _pinned(self) -> EndpointState | bool | None:

@@ -23,6 +23,7 @@ and the framing the proxy will actually use.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pointsman.wire.http1 import HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
@@ -172,10 +173,9 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     upgrade = b""
     if status == 101:
         upgrade = _field(raw, lower, b"upgrade")
-    cut = [name for name in _HOP_MARKERS if name in lower]
-    if cut:
-        names = [name[1:-1] for name in cut]
-        if b"\nconnection:" in cut:
+    names = _HOP_RE.findall(lower)
+    if names:
+        if b"connection" in names:
             names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
                       if token not in (b"close", b"keep-alive")]
         raw = _cut_fields(raw, names)
@@ -203,7 +203,7 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     return b"".join(out)
 
 
-_HOP_MARKERS = tuple(b"\n" + name + b":" for name in sorted(HOP_BY_HOP))
+_HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
 
 
 def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:

@@ -29,6 +29,8 @@ from pointsman.wire.errors import RemoteProtocolError, TooLarge
 
 __all__ = [
     "CHUNK_END",
+    "HAS_APP_INSTANCE",
+    "HAS_COOKIE",
     "HOP_BY_HOP",
     "IDEMPOTENT",
     "MAX_HEADERS",
@@ -43,6 +45,8 @@ __all__ = [
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 128
+HAS_COOKIE = 1
+HAS_APP_INSTANCE = 2
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 CHUNK_END = b"0\r\n\r\n"
 CRLF = b"\r\n"
@@ -84,6 +88,8 @@ class RequestHead:
     keep_alive: bool
     upgrade: bool
     expect_continue: bool
+    flags: int = 0
+    """``HAS_COOKIE`` / ``HAS_APP_INSTANCE``: fields routing looks at, seen while parsing."""
 
     @property
     def has_body(self) -> bool:
@@ -202,6 +208,7 @@ class RequestParser:
         content_length = -1
         chunked = False
         expect = False
+        flags = 0
         for name, value in self._headers:
             size = len(name)
             if size == 4 and name.lower() == b"host":
@@ -209,10 +216,18 @@ class RequestParser:
                 hosts += 1
             elif size == 14 and name.lower() == b"content-length":
                 content_length = int(value)
-            elif size == 17 and name.lower() == b"transfer-encoding":
-                chunked = True
-            elif size == 6 and name.lower() == b"expect":
-                expect = value.lower() == b"100-continue"
+            elif size == 17:
+                lname = name.lower()
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"x-cf-app-instance":
+                    flags |= HAS_APP_INSTANCE
+            elif size == 6:
+                lname = name.lower()
+                if lname == b"cookie":
+                    flags |= HAS_COOKIE
+                elif lname == b"expect":
+                    expect = value.lower() == b"100-continue"
         if chunked and version == "1.0":
             raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400)
         if hosts > 1:
@@ -228,7 +243,7 @@ class RequestParser:
             raise RemoteProtocolError("bad request target", 400)
         self.request_received(RequestHead(
             method, target, version, self._headers, host, content_length, chunked,
-            parser.should_keep_alive(), parser.should_upgrade(), expect))
+            parser.should_keep_alive(), parser.should_upgrade(), expect, flags))
 
     def on_body(self, data: bytes) -> None:
         self.body_received(data)
