@@ -23,6 +23,7 @@ and the framing the proxy will actually use.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pointsman.wire.http1 import HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
@@ -168,16 +169,17 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     """
     status = head.status
     raw = head.raw
-    lower = head.lower
+    lower = b"\n" + raw.lower()
     upgrade = b""
     if status == 101:
         upgrade = _field(raw, lower, b"upgrade")
-    names = [name for name in _HOP_NAMES if b"\n" + name + b":" in lower]
+    names = _HOP_RE.findall(lower)
     if names:
         if b"connection" in names:
             names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
                       if token not in (b"close", b"keep-alive")]
-        raw, lower = _cut_fields(raw, lower, names)
+        raw = _cut_fields(raw, names)
+        lower = b"\n" + raw.lower()
     out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
     append = out.append
     if b"\nx-vcap-request-id:" not in lower:
@@ -201,11 +203,11 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     return b"".join(out)
 
 
-_HOP_NAMES = tuple(sorted(HOP_BY_HOP))
+_HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
 
 
 def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:
-    """The value of the first ``name`` field of a raw block (``lower``: its search copy)."""
+    """The value of the first ``name`` field in a raw field block (``lower`` is its search copy)."""
     at = lower.find(b"\n" + name + b":")
     if at < 0:
         return b""
@@ -213,22 +215,17 @@ def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:
     return raw[at + len(name) + 1:end].strip(b" \t")
 
 
-def _cut_fields(raw: bytes, lower: bytes, names: list[bytes]) -> tuple[bytes, bytes]:
-    """``raw`` (and its search copy) without every line whose field name is in ``names``.
-
-    ``lower[i + 1]`` is ``raw[i]`` lower-cased, so a ``"\\n" + name + ":"`` found
-    at ``at`` in ``lower`` is a line starting at ``at`` in ``raw``.
-    """
+def _cut_fields(raw: bytes, names: list[bytes]) -> bytes:
+    """``raw`` without every line whose field name (lower-case) is in ``names``."""
     for name in names:
         marker = b"\n" + name + b":"
-        at = lower.find(marker)
-        while at >= 0:
+        while True:
+            at = (b"\n" + raw.lower()).find(marker)
+            if at < 0:
+                break
             end = raw.find(b"\r\n", at)
-            end = len(raw) if end < 0 else end + 2
-            raw = raw[:at] + raw[end:]
-            lower = lower[:at + 1] + lower[end + 1:]
-            at = lower.find(marker)
-    return raw, lower
+            raw = raw[:at] + raw[end + 2:] if end >= 0 else raw[:at]
+    return raw
 
 
 def _vcap_cookie(instance_id: bytes, session_cookie: bytes, path: bytes) -> bytes:

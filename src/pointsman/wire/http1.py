@@ -21,7 +21,7 @@ socket or a clock; tests feed bytes whole and one at a time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httptools
 
@@ -126,12 +126,6 @@ class ResponseHead:
     content_length: int
     chunked: bool
     keep_alive: bool
-    lower: bytes = field(default=b"")
-    """``"\\n" + raw.lower()``: fields are found with ``lower.find(b"\\nname:")``."""
-
-    def __post_init__(self) -> None:
-        if not self.lower:
-            self.lower = b"\n" + self.raw.lower()
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -341,7 +335,7 @@ class ResponseParser:
         reason = status_line.split(b" ", 2)[2] if status_line.count(b" ") >= 2 else b""
         self.response_received(ResponseHead(
             status, reason, parser.get_http_version(), raw,
-            content_length, chunked, parser.should_keep_alive(), lower))
+            content_length, chunked, parser.should_keep_alive()))
         if self._no_body and status >= 200:
             # llhttp would wait for a HEAD response's announced body: start afresh.
             self._no_body = False
