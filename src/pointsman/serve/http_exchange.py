@@ -199,12 +199,13 @@ class Exchange:
         state.active += 1
         state.total += 1
         server = self.client.server
-        conn = server.pool.acquire(self.endpoint.address)
+        address = route.addresses[id(state)]
+        conn = server.pool.acquire(address)
         if conn is not None:
             self._attach(conn)
         else:
             endpoint = self.endpoint
-            server.pool.connect(endpoint.host, endpoint.port, endpoint.address, self._connected)
+            server.pool.connect(endpoint.host, endpoint.port, address, self._connected)
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         client = self.client
