@@ -396,9 +396,9 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             exchange.tunnel_done(reason)
 
         self.tunnel = Tunnel(self.flow, upstream, done, time.monotonic())
+        self.tunnel.start(backlog, to_client)
         if self.write_paused:
             self.tunnel.client_full(True)
-        self.tunnel.start(backlog, to_client)
 
     # -- errors and deadlines ---------------------------------------------------------------
 
@@ -448,9 +448,13 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             current.timed_out()
         kind = self.read_kind
         if kind and now > self.read_deadline:
-            if kind == "keepalive" or (kind == "header" and not self.partial
-                                       and self.current is None):
-                self.abort("idle")
+            if kind == "body" and self.flow is not None and self.flow.reasons:
+                # Reading is paused by the proxy (the upstream is slow): not the client's fault.
+                self.read_deadline = now + self.server.limits.body_timeout
+            elif kind == "keepalive" or (kind == "header" and not self.partial
+                                         and self.current is None):
+                if self.transport is not None:
+                    self.transport.close()
             elif self.current is not None and self.current.response_started:
                 self.abort("slow_client")
             else:
