@@ -62,3 +62,13 @@ def test_bad_values_are_named() -> None:
     paths = {issue.path for issue in caught.value.issues}
     assert {"listeners[0].trusted_proxies[0]", "listeners[0].connect_allow[0]",
             "listeners[0].routes[0].path"} <= paths
+
+
+def test_example_file_is_valid() -> None:
+    from pathlib import Path
+
+    from pointsman.config import load
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "http.toml"
+    config = load(example)
+    assert isinstance(config.listeners[0], HttpListener)
