@@ -168,24 +168,16 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     cookie (the pinned instance changed).
     """
     status = head.status
-    raw = head.raw
-    lower = b"\n" + raw.lower()
     upgrade = b""
     if status == 101:
-        upgrade = _field(raw, lower, b"upgrade")
-    names = _HOP_RE.findall(lower)
-    if names:
-        if b"connection" in names:
-            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
-                      if token not in (b"close", b"keep-alive")]
-        raw = _cut_fields(raw, names)
-        lower = b"\n" + raw.lower()
+        upgrade = _field(head.raw, b"\n" + head.raw.lower(), b"upgrade")
+    raw, has_rid, has_cookie = _forwardable(head.raw)
     out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
     append = out.append
-    if b"\nx-vcap-request-id:" not in lower:
+    if not has_rid:
         append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
     session_cookie = b""
-    if instance_id and sticky_names and b"\nset-cookie:" in lower:
+    if instance_id and sticky_names and has_cookie:
         for name, value in head.headers:
             if name.lower() == b"set-cookie" and \
                     value.partition(b"=")[0].strip() in sticky_names:
@@ -204,6 +196,34 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
 
 
 _HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
+_FORWARD_CACHE: dict[bytes, tuple[bytes, bool, bool]] = {}
+FORWARD_CACHE_SIZE = 512
+"""Field blocks remembered by ``_forwardable``: a backend repeats its heads (only
+``Date`` changes, once a second), so most responses skip the searches and cuts."""
+
+
+def _forwardable(raw: bytes) -> tuple[bytes, bool, bool]:
+    """``raw`` without hop-by-hop lines, and whether it has X-Vcap-Request-Id and Set-Cookie.
+
+    A pure function of ``raw``, memoised in a small bounded dict.
+    """
+    hit = _FORWARD_CACHE.get(raw)
+    if hit is not None:
+        return hit
+    key = raw
+    lower = b"\n" + raw.lower()
+    names = _HOP_RE.findall(lower)
+    if names:
+        if b"connection" in names:
+            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
+                      if token not in (b"close", b"keep-alive")]
+        raw = _cut_fields(raw, names)
+        lower = b"\n" + raw.lower()
+    result = (raw, b"\nx-vcap-request-id:" in lower, b"\nset-cookie:" in lower)
+    if len(_FORWARD_CACHE) >= FORWARD_CACHE_SIZE:
+        _FORWARD_CACHE.clear()
+    _FORWARD_CACHE[key] = result
+    return result
 
 
 def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:

@@ -263,6 +263,30 @@ class RequestParser:
         raise NotImplementedError
 
 
+_FRAMING_CACHE: dict[bytes, tuple[int, bool]] = {}
+FRAMING_CACHE_SIZE = 512
+
+
+def _framing(raw: bytes) -> tuple[int, bool]:
+    """Content-Length (-1 if none) and whether Transfer-Encoding is present, memoised.
+
+    llhttp has already refused conflicting or malformed framing fields.
+    """
+    hit = _FRAMING_CACHE.get(raw)
+    if hit is not None:
+        return hit
+    lower = b"\n" + raw.lower()
+    content_length = -1
+    at = lower.find(b"\ncontent-length:")
+    if at >= 0:
+        content_length = int(lower[at + 16:lower.find(b"\r", at)])
+    result = (content_length, b"\ntransfer-encoding:" in lower)
+    if len(_FRAMING_CACHE) >= FRAMING_CACHE_SIZE:
+        _FRAMING_CACHE.clear()
+    _FRAMING_CACHE[raw] = result
+    return result
+
+
 class ResponseParser:
     """The upstream side: bytes in, ``response_received`` / ``body_received`` / ``response_ended``.
 
@@ -326,12 +350,7 @@ class ResponseParser:
         else:
             self._rbuf = b""
             self._at_head = False
-        lower = b"\n" + raw.lower()
-        content_length = -1
-        at = lower.find(b"\ncontent-length:")
-        if at >= 0:
-            content_length = int(lower[at + 16:lower.find(b"\r", at)])
-        chunked = b"\ntransfer-encoding:" in lower
+        content_length, chunked = _framing(raw)
         reason = status_line.split(b" ", 2)[2] if status_line.count(b" ") >= 2 else b""
         self.response_received(ResponseHead(
             status, reason, parser.get_http_version(), raw,
