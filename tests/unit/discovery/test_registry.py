@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pointsman.config import RouteConfig
+from pointsman.config import Config, RouteConfig
 from pointsman.discovery.registry import Registry
 from pointsman.discovery.static import static_messages
 from pointsman.routing.table import Endpoint
@@ -176,13 +176,13 @@ def test_replace_static_adds_and_removes_exactly() -> None:
     registry = Registry()
     first = [RouteConfig(uris=["a.com"], endpoints=["127.0.0.1:1", "127.0.0.1:2"],
                          balance="least_conn")]
-    registry.replace_static(static_messages(first), 0.0)
+    registry.replace_static(static_messages(Config(routes=first)), 0.0)
     registry.register(msg("a.com", host="127.0.0.1", port=3), 0.0)
     registry.publish()
     assert sorted(addresses(registry, "a.com")) == ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
     second = [RouteConfig(uris=["a.com"], endpoints=["127.0.0.1:2"]),
               RouteConfig(uris=["b.com"], endpoints=["127.0.0.1:4"], tls=True)]
-    registry.replace_static(static_messages(second), 1.0)
+    registry.replace_static(static_messages(Config(routes=second)), 1.0)
     registry.publish()
     assert sorted(addresses(registry, "a.com")) == ["127.0.0.1:2", "127.0.0.1:3"]
     pool = registry.table.lookup("b.com", "/")
