@@ -107,8 +107,15 @@ async def test_register_then_curl_within_100ms_unregister_then_404(
     # The listener's file route was there all along, and is listed as static.
     status, body = await status_of(web, "static.example.com")
     assert status == 200 and backend_of(body) == "b2"
-    listed = await asyncio.to_thread(routes, admin_url(handle))
+    base = admin_url(handle)
+    listed = await asyncio.to_thread(routes, base)
     assert listed["static.example.com"][0]["source"] == "static"
+    # One /metrics carries the listener's request metrics beside the registry's.
+    status, metrics = await asyncio.to_thread(admin_call, base, "GET", "/metrics")
+    assert status == 200
+    for name in ("pointsman_http_requests_total", "pointsman_http_request_duration_seconds",
+                 "pointsman_http_active_connections", "pointsman_registry_endpoints 1.0"):
+        assert name in metrics, name
 
 
 async def test_context_paths_and_nats_outage_keep_serving(
