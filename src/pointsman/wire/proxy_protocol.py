@@ -21,7 +21,6 @@ unknown. ``ProxyHeader.length`` is how many bytes the header occupies.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -172,9 +171,9 @@ def _parse_v2(buf: bytes | bytearray | memoryview, have: int) -> ProxyHeader | N
     if family in (1, 2) and transport:
         unpacker = _V2_INET if family == 1 else _V2_INET6
         s_raw, d_raw, sport, dport = unpacker.unpack_from(body, 0)
-        af = socket.AF_INET if family == 1 else socket.AF_INET6
-        src = (socket.inet_ntop(af, s_raw), sport)
-        dst = (socket.inet_ntop(af, d_raw), dport)
+        ip = ipaddress.IPv4Address if family == 1 else ipaddress.IPv6Address
+        src = (str(ip(s_raw)), sport)
+        dst = (str(ip(d_raw)), dport)
         name = ("TCP" if transport == 1 else "UDP") + ("4" if family == 1 else "6")
     elif family == 3 and transport:
         src = _unix_path(body[:_UNIX_PATH])

@@ -113,7 +113,7 @@ def test_err_pkt() -> None:
 segment = st.from_regex(r"\A[A-Za-z0-9._-]{1,12}\Z", fullmatch=True)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     service=st.sampled_from(git.SERVICES),
     user=segment,
@@ -140,14 +140,14 @@ def test_generated_requests_parse_the_same_every_way(
     assert req.port == (port if host is not None else None)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=120))
 def test_arbitrary_bytes_raise_only_git_error(data: bytes) -> None:
     with contextlib.suppress(GitError):
         git.parse(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(LS_REMOTE) - 1), st.integers(0, 255)), max_size=3))
 def test_mutated_requests_raise_only_git_error(edits: list[tuple[int, int]]) -> None:
     data = bytearray(LS_REMOTE)

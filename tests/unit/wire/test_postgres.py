@@ -140,7 +140,7 @@ names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_siz
 values = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(user=names, extra=st.lists(st.tuples(names, values), max_size=4))
 def test_generated_startups_parse_the_same_every_way(
     user: str, extra: list[tuple[str, str]]
@@ -150,14 +150,14 @@ def test_generated_startups_parse_the_same_every_way(
     assert event.parameters == tuple(params)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_raise_only_postgres_error(data: bytes) -> None:
     with contextlib.suppress(PostgresError):
         postgres.parse(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.sampled_from([SSL, GSS, startup([("user", "a"), ("database", "b")])]),
     st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=3),
@@ -174,7 +174,7 @@ def test_mutated_packets_raise_only_postgres_error(
             postgres.parse(bytes(data[:cut]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(min_size=1, max_size=60))
 def test_an_early_refusal_is_final(data: bytes) -> None:
     """Once a prefix is refused, every longer buffer is refused too (routers rely on it)."""

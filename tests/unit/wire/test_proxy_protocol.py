@@ -176,7 +176,7 @@ ipv6 = st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(str)
 ports = st.integers(0, 65535)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.one_of(st.tuples(ipv4, ipv4), st.tuples(ipv6, ipv6)),
     st.tuples(ports, ports),
@@ -193,14 +193,14 @@ def test_encoded_headers_parse_the_same_every_way(
     assert header.tlvs == (tuple(tlvs) if version == 2 else ())
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(st.binary(max_size=120), st.binary(max_size=80).map(lambda b: b"PROXY " + b)))
 def test_arbitrary_bytes_raise_only_proxy_protocol_error(data: bytes) -> None:
     with contextlib.suppress(ProxyProtocolError):
         pp.parse(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(HAPROXY_V2) - 1), st.integers(0, 255)), max_size=3))
 def test_mutated_v2_headers_raise_only_proxy_protocol_error(edits: list[tuple[int, int]]) -> None:
     data = bytearray(HAPROXY_V2)

@@ -193,7 +193,7 @@ hostnames = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10
 protocols = st.lists(st.binary(min_size=1, max_size=12), max_size=4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     name=st.none() | hostnames,
     alpn=protocols,
@@ -215,7 +215,7 @@ def test_generated_hellos_parse_the_same_every_way(
     assert hello.supported_versions == tuple(versions)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_raise_only_tls_hello_error(data: bytes) -> None:
     with contextlib.suppress(TlsHelloError):
@@ -225,7 +225,7 @@ def test_arbitrary_bytes_raise_only_tls_hello_error(data: bytes) -> None:
 REAL = openssl_hello("fuzz.example", ["h2"])
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(REAL) - 1), st.integers(0, 255)), max_size=4))
 def test_mutated_real_hellos_raise_only_tls_hello_error(edits: list[tuple[int, int]]) -> None:
     data = bytearray(REAL)
