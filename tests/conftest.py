@@ -64,6 +64,7 @@ def _environment() -> dict[str, str]:
 
 # -- nats-server -------------------------------------------------------------------------
 
+
 def nats_server_binary() -> str:
     candidate = Path(sys.executable).parent / "nats-server"
     if candidate.exists():
@@ -93,9 +94,21 @@ class NatsServer:
         store.mkdir(parents=True, exist_ok=True)
         log = open(self.workdir / "nats.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-             "-sd", str(store), "--http_port", "0"],
-            stdout=log, stderr=log)
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(store),
+                "--http_port",
+                "0",
+            ],
+            stdout=log,
+            stderr=log,
+        )
         log.close()
         wait_for_port("127.0.0.1", self.port)
 
@@ -124,6 +137,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 # -- pointsman as a subprocess ------------------------------------------------------------
 
+
 @dataclass
 class Pointsman:
     """A running ``pointsman`` process and what it has said on stderr."""
@@ -139,8 +153,12 @@ class Pointsman:
         host, _, port = self.listeners[listener][index].rpartition(":")
         return host.strip("[]"), int(port)
 
-    def wait_event(self, name: str, timeout: float = 10.0,
-                   predicate: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    def wait_event(
+        self,
+        name: str,
+        timeout: float = 10.0,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -195,12 +213,18 @@ def _pump(stream: Any, sink: Callable[[dict[str, Any]], None]) -> None:
     stream.close()
 
 
-def start_pointsman(*args: str, cwd: Path | None = None, ready: bool = True,
-                    timeout: float = READY_TIMEOUT) -> Pointsman:
+def start_pointsman(
+    *args: str, cwd: Path | None = None, ready: bool = True, timeout: float = READY_TIMEOUT
+) -> Pointsman:
     """Run ``python -m pointsman ARGS``; with ``ready``, wait for its ready event."""
-    process = subprocess.Popen([sys.executable, "-m", "pointsman", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, cwd=cwd or ROOT, env=_environment())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pointsman", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd or ROOT,
+        env=_environment(),
+    )
     handle = Pointsman(process)
 
     def on_event(record: dict[str, Any]) -> None:
@@ -250,6 +274,7 @@ def write_config(tmp_path: Path) -> Callable[[str, str], Path]:
 
 
 # -- small real backends ------------------------------------------------------------------
+
 
 class ThreadedServer:
     """A blocking TCP server in a thread, for backends that must not share the test's loop."""

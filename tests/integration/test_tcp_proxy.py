@@ -27,15 +27,20 @@ def _exchange(address: tuple[str, int], payload: bytes, timeout: float = 5.0) ->
 
 
 def test_first_line_names_the_backend_and_buffer_is_replayed(
-        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
-        echo_server: Callable[..., ThreadedServer]) -> None:
+    pointsman: Callable[..., Pointsman],
+    write_config: Callable[[str, str], Path],
+    echo_server: Callable[..., ThreadedServer],
+) -> None:
     backend = echo_server()
-    router = _router(write_config, """
+    router = _router(
+        write_config,
+        """
         def route(data, conn):
             if b"\\n" not in data:
                 return None
             return data.split(b"\\n", 1)[0].decode()
-    """)
+    """,
+    )
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
     payload = f"{backend.address}\nhello\n".encode()
     assert _exchange(proxy.address("tcp"), payload) == payload
@@ -46,8 +51,10 @@ def test_first_line_names_the_backend_and_buffer_is_replayed(
 
 
 def test_half_close_is_propagated_not_turned_into_a_close(
-        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
-        echo_server: Callable[..., ThreadedServer]) -> None:
+    pointsman: Callable[..., Pointsman],
+    write_config: Callable[[str, str], Path],
+    echo_server: Callable[..., ThreadedServer],
+) -> None:
     def late_reply(sock: socket.socket) -> None:
         received = b""
         while data := sock.recv(65536):
@@ -56,17 +63,22 @@ def test_half_close_is_propagated_not_turned_into_a_close(
         sock.sendall(b"got " + str(len(received)).encode())
 
     backend = echo_server(late_reply)
-    router = _router(write_config, f"""
+    router = _router(
+        write_config,
+        f"""
         def route(data, conn):
             return "{backend.address}"
-    """)
+    """,
+    )
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
     assert _exchange(proxy.address("tcp"), b"x" * 100_000) == b"got 100000"
 
 
 def test_static_upstream_connects_before_the_client_speaks(
-        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
-        echo_server: Callable[..., ThreadedServer]) -> None:
+    pointsman: Callable[..., Pointsman],
+    write_config: Callable[[str, str], Path],
+    echo_server: Callable[..., ThreadedServer],
+) -> None:
     def banner(sock: socket.socket) -> None:
         sock.sendall(b"220 ready\r\n")
         echo(sock)
@@ -91,10 +103,14 @@ endpoints = ["127.0.0.1:1", "{backend.address}"]
 
 
 def test_bad_route_functions_close_only_their_connection(
-        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
-        echo_server: Callable[..., ThreadedServer]) -> None:
+    pointsman: Callable[..., Pointsman],
+    write_config: Callable[[str, str], Path],
+    echo_server: Callable[..., ThreadedServer],
+) -> None:
     backend = echo_server()
-    router = _router(write_config, f"""
+    router = _router(
+        write_config,
+        f"""
         import asyncio
         from pointsman.routing.content import Route, CLOSE, NOOP
 
@@ -114,7 +130,8 @@ def test_bad_route_functions_close_only_their_connection(
         async def later():
             await asyncio.sleep(0.01)
             return Route(remote="{backend.address}", data=b"rewritten")
-    """)
+    """,
+    )
     config = write_config(f"""
 [[listeners]]
 name = "guarded"
@@ -144,18 +161,28 @@ buffer = 1024
     assert good.recv(20) == b"still alive"
     good.close()
     reasons = {record["reason"] for record in proxy.wait_access(7)}
-    assert {"route_error", "bad_decision", "route_closed", "decision_timeout",
-            "buffer_limit", "done"} <= reasons
+    assert {
+        "route_error",
+        "bad_decision",
+        "route_closed",
+        "decision_timeout",
+        "buffer_limit",
+        "done",
+    } <= reasons
     errors = [e for e in proxy.events if e.get("event") == "route_error"]
     assert errors and "RuntimeError: boom" in errors[0]["error"]
     assert "Traceback" in errors[0]["traceback"]
 
 
 def test_connect_error_handler_names_another_backend(
-        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
-        echo_server: Callable[..., ThreadedServer]) -> None:
+    pointsman: Callable[..., Pointsman],
+    write_config: Callable[[str, str], Path],
+    echo_server: Callable[..., ThreadedServer],
+) -> None:
     backend = echo_server()
-    router = _router(write_config, f"""
+    router = _router(
+        write_config,
+        f"""
         from pointsman.routing.content import Route
 
         def fallback(remote, error):
@@ -163,6 +190,7 @@ def test_connect_error_handler_names_another_backend(
 
         def route(data, conn):
             return Route(remote="127.0.0.1:1", on_connect_error=fallback)
-    """)
+    """,
+    )
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
     assert _exchange(proxy.address("tcp"), b"hello") == b"hello"
