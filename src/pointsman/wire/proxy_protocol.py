@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from pointsman.wire.peek import NEED_DATA, NeedData
 
@@ -34,6 +34,7 @@ __all__ = [
     "Address",
     "ProxyHeader",
     "ProxyProtocolError",
+    "SocketAddress",
     "encode_v1",
     "encode_v2",
     "parse",
@@ -52,6 +53,8 @@ FAMILIES: Final = {0x0: "UNSPEC", 0x1: "INET", 0x2: "INET6", 0x3: "UNIX"}
 TRANSPORTS: Final = {0x0: "UNSPEC", 0x1: "STREAM", 0x2: "DGRAM"}
 
 Address = tuple[str, int] | str | None
+#: What encoders accept: ``(host, port)``, or a socket's IPv6 4-tuple.
+SocketAddress = tuple[Any, ...]
 
 
 class ProxyProtocolError(ValueError):
@@ -117,6 +120,14 @@ def _parse_v1(buf: bytes | bytearray | memoryview, have: int) -> ProxyHeader | N
 
 
 def _v1_address(raw: bytes, version: int) -> str:
+    if version == 4:  # the common case, without ipaddress's cost
+        parts = raw.split(b".")
+        if len(parts) != 4 or not all(
+            p.isdigit() and len(p) <= 3 and (len(p) == 1 or p[0] != 0x30) and int(p) <= 255
+            for p in parts
+        ):
+            raise ProxyProtocolError(f"bad IPv4 address {raw[:40]!r}")
+        return raw.decode("ascii")
     try:
         address = ipaddress.ip_address(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -171,9 +182,12 @@ def _parse_v2(buf: bytes | bytearray | memoryview, have: int) -> ProxyHeader | N
     if family in (1, 2) and transport:
         unpacker = _V2_INET if family == 1 else _V2_INET6
         s_raw, d_raw, sport, dport = unpacker.unpack_from(body, 0)
-        ip = ipaddress.IPv4Address if family == 1 else ipaddress.IPv6Address
-        src = (str(ip(s_raw)), sport)
-        dst = (str(ip(d_raw)), dport)
+        if family == 1:
+            src = ("{}.{}.{}.{}".format(*s_raw), sport)
+            dst = ("{}.{}.{}.{}".format(*d_raw), dport)
+        else:
+            src = (str(ipaddress.IPv6Address(s_raw)), sport)
+            dst = (str(ipaddress.IPv6Address(d_raw)), dport)
         name = ("TCP" if transport == 1 else "UDP") + ("4" if family == 1 else "6")
     elif family == 3 and transport:
         src = _unix_path(body[:_UNIX_PATH])
@@ -210,7 +224,7 @@ def _tlvs(raw: memoryview) -> tuple[tuple[int, bytes], ...]:
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host.partition("%")[0])  # no zone on the wire
     except ValueError as exc:
         raise ProxyProtocolError(f"not an IP address: {host!r}") from exc
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -225,7 +239,7 @@ def _as_v6(address: _IP) -> _IP:
     return ipaddress.IPv6Address(f"::ffff:{address}") if address.version == 4 else address
 
 
-def _pair(src: tuple[str, int], dst: tuple[str, int]) -> tuple[_IP, _IP]:
+def _pair(src: SocketAddress, dst: SocketAddress) -> tuple[_IP, _IP]:
     s, d = _ip(src[0]), _ip(dst[0])
     if s.version != d.version:  # mixed families: express both as IPv6
         s, d = _as_v6(s), _as_v6(d)
@@ -235,8 +249,12 @@ def _pair(src: tuple[str, int], dst: tuple[str, int]) -> tuple[_IP, _IP]:
     return s, d
 
 
-def encode_v1(src: tuple[str, int] | None, dst: tuple[str, int] | None) -> bytes:
-    """A v1 line for a TCP connection from ``src`` to ``dst``; UNKNOWN without them."""
+def encode_v1(src: SocketAddress | None, dst: SocketAddress | None) -> bytes:
+    """A v1 line for a TCP connection from ``src`` to ``dst``; UNKNOWN without them.
+
+    Addresses are ``(host, port)`` or what ``getpeername()`` gives for IPv6
+    (``(host, port, flowinfo, scope_id)``); a host's ``%zone`` is dropped.
+    """
     if src is None or dst is None:
         return b"PROXY UNKNOWN\r\n"
     s, d = _pair(src, dst)
@@ -245,8 +263,8 @@ def encode_v1(src: tuple[str, int] | None, dst: tuple[str, int] | None) -> bytes
 
 
 def encode_v2(
-    src: tuple[str, int] | None,
-    dst: tuple[str, int] | None,
+    src: SocketAddress | None,
+    dst: SocketAddress | None,
     tlvs: tuple[tuple[int, bytes], ...] = (),
 ) -> bytes:
     """A v2 header for a TCP connection; the LOCAL command without addresses."""

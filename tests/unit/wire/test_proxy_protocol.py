@@ -153,6 +153,11 @@ def test_encode_round_trips() -> None:
             assert isinstance(header.source, tuple) and header.source[1] == src[1]
             assert isinstance(header.destination, tuple) and header.destination[1] == dst[1]
     assert pp.encode_v1(None, None) == b"PROXY UNKNOWN\r\n"
+    # getpeername() on an IPv6 socket gives four fields, maybe with a zone
+    peer = ("fe80::1%eth0", 4000, 0, 2)
+    assert pp.encode_v1(peer, ("fe80::2", 80, 0, 2)) == b"PROXY TCP6 fe80::1 fe80::2 4000 80\r\n"
+    header = pp.parse(pp.encode_v2(peer, ("::1", 80, 0, 0)))
+    assert isinstance(header, ProxyHeader) and header.source == ("fe80::1", 4000)
     assert pp.encode_v1(("1.2.3.4", 5), ("6.7.8.9", 10)) == b"PROXY TCP4 1.2.3.4 6.7.8.9 5 10\r\n"
     tlv = pp.encode_v2(("1.2.3.4", 5), ("6.7.8.9", 10), tlvs=((0x02, b"example.com"),))
     assert three_ways(pp.parse, tlv).tlvs == ((0x02, b"example.com"),)
