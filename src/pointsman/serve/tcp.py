@@ -40,6 +40,7 @@ from pointsman.serve.context import ServeContext
 from pointsman.serve.relay import PipePool, Relay
 from pointsman.upstream.balancers import EndpointState
 from pointsman.upstream.pool import Pool
+from pointsman.wire import proxy_protocol
 
 __all__ = ["TcpServer", "open_listening_sockets", "start"]
 
@@ -180,9 +181,9 @@ class Session:
     the ``Relay`` owns both sockets and the session only waits to log.
     """
 
-    __slots__ = ("_decision_timer", "_reading", "attempts", "backend", "buffer", "client",
-                 "conn", "connect_timer", "endpoint", "fd", "loop", "poller", "relay", "remote",
-                 "route", "server", "started", "task", "tried")
+    __slots__ = ("_awaiting_header", "_decision_timer", "_reading", "attempts", "backend",
+                 "buffer", "client", "conn", "connect_timer", "endpoint", "fd", "loop", "poller",
+                 "relay", "remote", "route", "server", "started", "task", "tried")
 
     def __init__(self, server: TcpServer, sock: socket.socket, address: Any) -> None:
         # Per-server state
@@ -199,6 +200,7 @@ class Session:
                          listener=server.name)
         self.buffer = bytearray()
         self._reading = False
+        self._awaiting_header = False
         self._decision_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[Any] | None = None
         # Per-attempt state
@@ -214,14 +216,48 @@ class Session:
     # -- before the decision -------------------------------------------------
 
     def start(self) -> None:
+        if self.server.config.accept_proxy_protocol:
+            # The balancer in front names the real client before anything else.
+            self._awaiting_header = True
+            self._arm_decision_timer()
+            self._read()
+            return
+        self._begin()
+
+    def _begin(self) -> None:
+        """The client is known: route at once (static upstream) or on the bytes."""
         if self.server.route is None:
             # A static upstream needs no bytes first: protocols where the server
             # speaks first (SMTP, MySQL, SSH banners) must not wait on the client.
             self._apply(Route(remote=Remote(upstream=self.server.config.upstream)))
             return
-        self._decision_timer = self.loop.call_later(self.server.limits.decision_timeout,
-                                                    self.close, "decision_timeout")
-        self._read()
+        self._arm_decision_timer()
+        if self.buffer:
+            self._decide()
+        else:
+            self._read()
+
+    def _arm_decision_timer(self) -> None:
+        if self._decision_timer is None:
+            self._decision_timer = self.loop.call_later(self.server.limits.decision_timeout,
+                                                        self.close, "decision_timeout")
+
+    def _take_proxy_header(self) -> bool:
+        """Strip a PROXY protocol header off the buffer; ``False`` until there is one."""
+        try:
+            header = proxy_protocol.parse(self.buffer)
+        except proxy_protocol.ProxyProtocolError:
+            self.close("bad_proxy_header")
+            return False
+        if header is proxy_protocol.NEED_DATA:
+            return False
+        assert isinstance(header, proxy_protocol.ProxyHeader)
+        del self.buffer[:header.length]
+        if isinstance(header.source, tuple) and isinstance(header.destination, tuple):
+            self.conn.client = header.source
+            self.conn.local = header.destination
+        self._awaiting_header = False
+        return True
 
     def _read(self) -> None:
         if not self._reading:
@@ -247,6 +283,10 @@ class Session:
         self.buffer += chunk
         if len(self.buffer) > self.server.limits.buffer:
             self.close("buffer_limit")
+            return
+        if self._awaiting_header:
+            if self._take_proxy_header():
+                self._begin()
             return
         self._decide()
 
@@ -431,8 +471,13 @@ class Session:
             self.endpoint.active += 1
             self.endpoint.total += 1
         idle = self.route.inactivity_timeout or self.server.limits.idle_timeout
+        to_backend = bytes(self.buffer)
+        version = self.server.config.send_proxy_protocol
+        if version != "off":
+            encode = proxy_protocol.encode_v1 if version == "v1" else proxy_protocol.encode_v2
+            to_backend = encode(self.conn.client, self.conn.local) + to_backend
         self.relay = Relay(self.loop, self.poller, self.client, backend, pipes=self.server.pipes,
-                           to_backend=bytes(self.buffer), idle_timeout=idle,
+                           to_backend=to_backend, idle_timeout=idle,
                            on_done=self._relay_done)
         self.buffer = bytearray()
         self.relay.start()
