@@ -49,7 +49,7 @@ class PipePool:
 
     __slots__ = ("_free", "limit")
 
-    def __init__(self, limit: int = 512) -> None:
+    def __init__(self, limit: int = 64) -> None:
         self._free: list[tuple[int, int]] = []
         self.limit = limit
 
@@ -152,6 +152,7 @@ class Half:
             return
         if not self.drain():
             return
+        self.settled()
         if self.eof:
             self.finish()
         else:
@@ -163,6 +164,9 @@ class Half:
     def drain(self) -> bool:
         """Push staged bytes to ``dst``; ``False`` when ``dst`` is full."""
         raise NotImplementedError
+
+    def settled(self) -> None:
+        """Nothing is staged any more: a chance to give back what staging held."""
 
     def source_ended(self) -> None:
         self.eof = True
@@ -181,18 +185,26 @@ class Half:
 
 
 class SpliceHalf(Half):
-    """Moves bytes socket -> pipe -> socket inside the kernel."""
+    """Moves bytes socket -> pipe -> socket inside the kernel.
+
+    The pipe is taken from the pool only while bytes are in flight and given
+    back as soon as it is empty, so an idle connection holds no pipe and the
+    number of pipes follows the transfers under way, not the connections open.
+    """
 
     __slots__ = ("pending", "pipe")
 
     def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
                  backlog: bytes) -> None:
         super().__init__(relay, src, dst, backlog)
-        self.pipe = relay.pipes.acquire()
+        self.pipe: tuple[int, int] | None = None
         self.pending = 0
 
     def on_readable(self) -> None:
-        splice, src_fd, pipe_w = os.splice, self.src_fd, self.pipe[1]
+        pipe = self.pipe
+        if pipe is None:
+            pipe = self.pipe = self.relay.pipes.acquire()
+        splice, src_fd, pipe_w = os.splice, self.src_fd, pipe[1]
         try:
             for _ in range(MAX_PUMPS_PER_WAKEUP):
                 count = splice(src_fd, pipe_w, PIPE_SIZE, flags=_SPLICE_FLAGS)
@@ -206,8 +218,13 @@ class SpliceHalf(Half):
             return
         except OSError as exc:
             self.relay.fail(exc, self.src)
+        finally:
+            self.settled()
 
     def drain(self) -> bool:
+        if not self.pending:
+            return True
+        assert self.pipe is not None
         splice, pipe_r, dst_fd = os.splice, self.pipe[0], self.dst_fd
         while self.pending:
             try:
@@ -222,8 +239,15 @@ class SpliceHalf(Half):
             self.moved += count
         return True
 
+    def settled(self) -> None:
+        if self.pipe is not None and not self.pending:
+            self.relay.pipes.release(self.pipe, clean=True)
+            self.pipe = None
+
     def release(self) -> None:
-        self.relay.pipes.release(self.pipe, clean=self.pending == 0)
+        if self.pipe is not None:
+            self.relay.pipes.release(self.pipe, clean=not self.pending)
+            self.pipe = None
 
 
 class CopyHalf(Half):
