@@ -246,3 +246,23 @@ endpoints = ["{backend.address}"]
     records = proxy.wait_access(3)
     assert {r["client"] for r in records if r["reason"] == "done"} == {"203.0.113.7:41000"}
     assert "bad_proxy_header" in {r["reason"] for r in records}
+
+
+def test_on_connect_routes_before_the_client_speaks(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
+        echo_server: Callable[..., ThreadedServer]) -> None:
+    def greeter(sock: socket.socket) -> None:
+        sock.sendall(b"server first\r\n")
+        echo(sock)
+
+    backend = echo_server(greeter)
+    router = _router(write_config, f"""
+        def on_connect(conn):
+            return "{backend.address}" if conn.client[0] == "127.0.0.1" else None
+
+        def route(data, conn):
+            raise AssertionError("never asked: on_connect decided")
+    """)
+    proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
+    with socket.create_connection(proxy.address("tcp"), timeout=5) as sock:
+        assert sock.recv(100) == b"server first\r\n"

@@ -19,7 +19,7 @@ import inspect
 import socket
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -35,7 +35,7 @@ from pointsman.routing.content import (
     RouteFunction,
     normalise,
 )
-from pointsman.routing.loader import load_route_function
+from pointsman.routing.loader import RouteModule, load_route_module
 from pointsman.serve.context import ServeContext
 from pointsman.serve.relay import PipePool, Relay
 from pointsman.upstream.balancers import EndpointState
@@ -82,8 +82,8 @@ def open_listening_sockets(listen: str, reuse_port: bool) -> list[socket.socket]
 
 async def start(config: TcpListener, ctx: ServeContext) -> TcpServer:
     """Load the route function, bind, and begin accepting."""
-    route = load_route_function(config.route, ctx.config_dir) if config.route else None
-    server = TcpServer(config, ctx, route, open_listening_sockets(config.listen, ctx.reuse_port))
+    module = load_route_module(config.route, ctx.config_dir) if config.route else None
+    server = TcpServer(config, ctx, module, open_listening_sockets(config.listen, ctx.reuse_port))
     server.start()
     return server
 
@@ -92,14 +92,15 @@ class TcpServer:
     """One ``protocol = "tcp"`` listener and the sessions it accepted."""
 
     def __init__(self, config: TcpListener, ctx: ServeContext,
-                 route: RouteFunction | None, sockets: list[socket.socket]) -> None:
+                 module: RouteModule | None, sockets: list[socket.socket]) -> None:
         self.name = config.name
         self.config = config
         self.limits: Limits = config.limits
         self.ctx = ctx
         self.loop = ctx.loop
         self.poller = ctx.poller
-        self.route = route
+        self.route: RouteFunction | None = module.route if module else None
+        self.on_connect = module.on_connect if module else None
         self.pool: Pool | None = ctx.pools[config.upstream] if config.upstream else None
         self.sockets = sockets
         self.sessions: set[Session] = set()
@@ -234,6 +235,8 @@ class Session:
         self._arm_decision_timer()
         if self.buffer:
             self._decide()
+        elif self.server.on_connect is not None:
+            self._ask(self.server.on_connect, self.conn)
         else:
             self._read()
 
@@ -291,10 +294,13 @@ class Session:
         self._decide()
 
     def _decide(self) -> None:
-        route = self.server.route
-        assert route is not None
+        assert self.server.route is not None
+        self._ask(self.server.route, bytes(self.buffer), self.conn)
+
+    def _ask(self, function: Callable[..., Any], *args: Any) -> None:
+        """Call user code and act on its answer, awaiting it only if it must be awaited."""
         try:
-            answer = route(bytes(self.buffer), self.conn)
+            answer = function(*args)
             if inspect.isawaitable(answer):
                 self._stop_reading()
                 self.task = self.loop.create_task(self._await_decision(answer))
