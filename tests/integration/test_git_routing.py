@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Pointsman, free_port_number, wait_for_port
+from harness import ROOT, Pointsman, free_port_number, wait_for_port
 
 EXAMPLE = ROOT / "examples" / "git_router.py"
 GIT_TIMEOUT = 20

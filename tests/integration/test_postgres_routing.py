@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Pointsman, free_port_number
+from harness import ROOT, Pointsman, free_port_number
 
 EXAMPLE = ROOT / "examples" / "postgres_router.py"
 NOBODY = 65534

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conftest import Pointsman, ThreadedServer
+from harness import Pointsman, ThreadedServer
 
 
 def tls_backend(name: str, ctx: ssl.SSLContext) -> Callable[[socket.socket], None]:
