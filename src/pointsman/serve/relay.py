@@ -32,12 +32,20 @@ PIPE_SIZE = 1 << 18
 COPY_CHUNK = 1 << 16
 MAX_PUMPS_PER_WAKEUP = 8
 _SPLICE_FLAGS = (
-    getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-    if SPLICE_AVAILABLE else 0
+    getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2) if SPLICE_AVAILABLE else 0
 )
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ; not every build names it
-_GONE = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ETIMEDOUT,
-                   errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNABORTED})
+_GONE = frozenset(
+    {
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.ENOTCONN,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ECONNABORTED,
+    }
+)
 
 
 class PipePool:
@@ -86,11 +94,23 @@ class Half:
     ``src`` (the replayed buffer, a PROXY protocol header).
     """
 
-    __slots__ = ("_reading", "backlog", "done", "dst", "dst_fd", "eof", "moved", "poller",
-                 "relay", "src", "src_fd")
+    __slots__ = (
+        "_reading",
+        "backlog",
+        "done",
+        "dst",
+        "dst_fd",
+        "eof",
+        "moved",
+        "poller",
+        "relay",
+        "src",
+        "src_fd",
+    )
 
-    def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
-                 backlog: bytes) -> None:
+    def __init__(
+        self, relay: Relay, src: socket.socket, dst: socket.socket, backlog: bytes
+    ) -> None:
         self.relay = relay
         self.poller = relay.poller
         self.src = src
@@ -194,8 +214,9 @@ class SpliceHalf(Half):
 
     __slots__ = ("pending", "pipe")
 
-    def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
-                 backlog: bytes) -> None:
+    def __init__(
+        self, relay: Relay, src: socket.socket, dst: socket.socket, backlog: bytes
+    ) -> None:
         super().__init__(relay, src, dst, backlog)
         self.pipe: tuple[int, int] | None = None
         self.pending = 0
@@ -255,8 +276,9 @@ class CopyHalf(Half):
 
     __slots__ = ("buffer", "staged", "view")
 
-    def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
-                 backlog: bytes) -> None:
+    def __init__(
+        self, relay: Relay, src: socket.socket, dst: socket.socket, backlog: bytes
+    ) -> None:
         super().__init__(relay, src, dst, backlog)
         self.buffer = bytearray(COPY_CHUNK)
         self.view = memoryview(self.buffer)
@@ -306,12 +328,33 @@ class Relay:
     ``"client_error"`` / ``"backend_error"`` naming the side that failed.
     """
 
-    __slots__ = ("_idle_handle", "_last_moved", "_on_done", "backend", "client", "down",
-                 "idle_timeout", "loop", "pipes", "poller", "reason", "up")
+    __slots__ = (
+        "_idle_handle",
+        "_last_moved",
+        "_on_done",
+        "backend",
+        "client",
+        "down",
+        "idle_timeout",
+        "loop",
+        "pipes",
+        "poller",
+        "reason",
+        "up",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, poller: Poller, client: socket.socket,
-                 backend: socket.socket, *, pipes: PipePool | None, to_backend: bytes = b"",
-                 idle_timeout: float = 300.0, on_done: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        poller: Poller,
+        client: socket.socket,
+        backend: socket.socket,
+        *,
+        pipes: PipePool | None,
+        to_backend: bytes = b"",
+        idle_timeout: float = 300.0,
+        on_done: Callable[[str], None],
+    ) -> None:
         self.loop = loop
         self.poller = poller
         self.client = client
@@ -373,4 +416,3 @@ class Relay:
         for sock in (self.client, self.backend):
             sock.close()
         on_done(reason)
-

@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from pointsman.wire.errors import RemoteProtocolError, TooLarge
 from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
@@ -60,17 +61,15 @@ _U16 = struct.Struct("!H")
 _RECORD = struct.Struct("!BBBH")
 
 
-class TlsHelloError(ValueError):
+class TlsHelloError(RemoteProtocolError, ValueError):
     """The bytes are not (the start of) a TLS ClientHello."""
 
 
-class TlsHelloTooLarge(TlsHelloError):
+class TlsHelloTooLarge(TlsHelloError, TooLarge):
     """The ClientHello announces more bytes than the limit allows."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"ClientHello of {size} bytes exceeds the {limit}-byte limit")
-        self.size = size
-        self.limit = limit
+        TooLarge.__init__(self, "ClientHello", size, limit)
 
 
 def _is_grease(value: int) -> bool:
