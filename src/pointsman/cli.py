@@ -27,40 +27,30 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pointsman",
         description="A programmable traffic router: content-aware TCP, HTTP with NATS "
-        "self-registration, WebSocket message gateway, per-connection backends.",
+                    "self-registration, WebSocket message gateway, per-connection backends.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="run the listeners a config file names")
-    serve.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config file")
+    serve.add_argument("-c", "--config", required=True, metavar="FILE",
+                       help="TOML config file")
 
     check = commands.add_parser("check", help="validate a config file without starting")
-    check.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config file")
+    check.add_argument("-c", "--config", required=True, metavar="FILE",
+                       help="TOML config file")
 
     tcp = commands.add_parser(
-        "tcp",
-        add_help=False,
+        "tcp", add_help=False,
         help="one content-aware TCP listener, ProxyMachine style",
         description="Route each TCP connection with the route(data, conn) function in "
-        "ROUTER.py: it answers 'host:port', a Route, NOOP or CLOSE.",
-    )
-    tcp.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        metavar="ROUTER.py",
-        help="Python file defining route(data, conn)",
-    )
+                    "ROUTER.py: it answers 'host:port', a Route, NOOP or CLOSE.")
+    tcp.add_argument("-c", "--config", required=True, metavar="ROUTER.py",
+                     help="Python file defining route(data, conn)")
     tcp.add_argument("-h", "--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    tcp.add_argument(
-        "-p", "--port", type=int, default=5432, help="port to listen on (default 5432)"
-    )
-    tcp.add_argument(
-        "--buffer",
-        type=int,
-        default=Limits().buffer,
-        help="bytes to buffer before a decision (default %(default)s)",
-    )
+    tcp.add_argument("-p", "--port", type=int, default=5432,
+                     help="port to listen on (default 5432)")
+    tcp.add_argument("--buffer", type=int, default=Limits().buffer,
+                     help="bytes to buffer before a decision (default %(default)s)")
     tcp.add_argument("--help", action="help", help="show this help and exit")
 
     commands.add_parser("version", help="print the version")
@@ -79,10 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(config_or_code, int):
         return config_or_code
     if args.command == "check":
-        print(
-            f"{args.config}: ok ({len(config_or_code.listeners)} listeners, "
-            f"{len(config_or_code.upstreams)} upstreams)"
-        )
+        print(f"{args.config}: ok ({len(config_or_code.listeners)} listeners, "
+              f"{len(config_or_code.upstreams)} upstreams)")
         return 0
     return _run(config_or_code, args.config)
 
@@ -118,9 +106,8 @@ def _check_route_modules(config: Config) -> None:
 
 def _tcp_config(router: str, host: str, port: int, buffer: int) -> Config:
     path = Path(router).resolve()
-    listener = TcpListener(
-        name="tcp", listen=f"{host}:{port}", route=str(path), limits=Limits(buffer=buffer)
-    )
+    listener = TcpListener(name="tcp", listen=f"{host}:{port}", route=str(path),
+                           limits=Limits(buffer=buffer))
     return Config(listeners=[listener], source=str(path))
 
 

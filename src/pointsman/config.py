@@ -204,11 +204,8 @@ def loads(text: str, file: str = "<string>") -> Config:
         kind = _SECTION_TYPES.get(key)
         if kind is None:
             expected = ", ".join(sorted(_SECTION_TYPES))
-            issues.append(
-                ConfigIssue(
-                    file, key, f"unknown section; expected one of {expected}", locator.line(key)
-                )
-            )
+            issues.append(ConfigIssue(file, key, f"unknown section; expected one of {expected}",
+                                      locator.line(key)))
             continue
         sections[key] = _convert_section(key, value, kind, file, locator, issues)
     if issues:
@@ -227,38 +224,28 @@ _SECTION_TYPES: dict[str, Any] = {
 }
 
 
-def _convert_section(
-    key: str, value: Any, kind: Any, file: str, locator: _KeyLocator, issues: list[ConfigIssue]
-) -> Any:
+def _convert_section(key: str, value: Any, kind: Any, file: str, locator: _KeyLocator,
+                     issues: list[ConfigIssue]) -> Any:
     """Convert one top-level section item by item so each bad item is reported."""
     if key == "listeners":
         if not isinstance(value, list):
-            issues.append(
-                ConfigIssue(
-                    file, key, "expected an array of tables ([[listeners]])", locator.line(key)
-                )
-            )
+            issues.append(ConfigIssue(file, key, "expected an array of tables ([[listeners]])",
+                                      locator.line(key)))
             return []
-        return [
-            _convert(f"{key}[{i}]", item, kind, file, locator, issues)
-            for i, item in enumerate(value)
-        ]
+        return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
+                for i, item in enumerate(value)]
     if key == "upstreams":
         if not isinstance(value, dict):
-            issues.append(
-                ConfigIssue(file, key, "expected a table of [upstreams.NAME]", locator.line(key))
-            )
+            issues.append(ConfigIssue(file, key, "expected a table of [upstreams.NAME]",
+                                      locator.line(key)))
             return {}
-        return {
-            name: _convert(f"{key}.{name}", item, kind, file, locator, issues)
-            for name, item in value.items()
-        }
+        return {name: _convert(f"{key}.{name}", item, kind, file, locator, issues)
+                for name, item in value.items()}
     return _convert(key, value, kind, file, locator, issues)
 
 
-def _convert(
-    prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator, issues: list[ConfigIssue]
-) -> Any:
+def _convert(prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator,
+             issues: list[ConfigIssue]) -> Any:
     """Convert one item; on failure drop the offending key and retry, to find every error."""
     value = copy.deepcopy(value)
     for _ in range(_MAX_ISSUES_PER_ITEM):
@@ -292,7 +279,7 @@ def _split_validation_error(text: str) -> tuple[str, str]:
         return sub, f"unknown protocol {message.split(' ', 2)[2]}; expected one of {kinds}"
     message = message.replace("`", "'")
     if message.startswith("Expected"):
-        message = "expected" + message[len("Expected") :]
+        message = "expected" + message[len("Expected"):]
     return sub, message
 
 
@@ -371,9 +358,8 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
     return issues
 
 
-def _check_http(
-    listener: HttpListener, at: str, config: Config, add: Callable[[str, str], None]
-) -> None:
+def _check_http(listener: HttpListener, at: str, config: Config,
+                add: Callable[[str, str], None]) -> None:
     """Values of an HTTP listener that msgspec cannot check; reported through ``add``."""
     import ipaddress
 
@@ -411,14 +397,8 @@ def _check_http(
     for field_name in ("max_body_bytes", "upstream_max_connections"):
         if getattr(limits, field_name) < 0:
             add(f"{at}.limits.{field_name}", "expected 0 (no limit) or a positive number")
-    for field_name in (
-        "header_timeout",
-        "body_timeout",
-        "keepalive_timeout",
-        "connect_timeout",
-        "response_timeout",
-        "tunnel_idle_timeout",
-    ):
+    for field_name in ("header_timeout", "body_timeout", "keepalive_timeout", "connect_timeout",
+                       "response_timeout", "tunnel_idle_timeout"):
         if getattr(limits, field_name) <= 0:
             add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
 
@@ -487,3 +467,4 @@ class _KeyLocator:
                 return self._lines.get(path)
             path = path[:cut]
         return None
+

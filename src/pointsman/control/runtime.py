@@ -52,13 +52,8 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 
 def build_pools(config: Config) -> dict[str, Pool]:
     return {
-        name: Pool.from_addresses(
-            name,
-            (parse_listen(e) for e in upstream.endpoints),
-            upstream.balance,
-            upstream.max_fails,
-            upstream.fail_timeout,
-        )
+        name: Pool.from_addresses(name, (parse_listen(e) for e in upstream.endpoints),
+                                  upstream.balance, upstream.max_fails, upstream.fail_timeout)
         for name, upstream in config.upstreams.items()
         if isinstance(upstream, Upstream)
     }
@@ -67,12 +62,8 @@ def build_pools(config: Config) -> dict[str, Pool]:
 class Runtime:
     """The listeners of one config, and the loop-level chores around them."""
 
-    def __init__(
-        self,
-        config: Config,
-        config_path: str | None = None,
-        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-    ) -> None:
+    def __init__(self, config: Config, config_path: str | None = None,
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
         self.config = config
         self.config_path = config_path
         self.drain_timeout = drain_timeout
@@ -88,14 +79,9 @@ class Runtime:
         loop = asyncio.get_running_loop()
         if self.poller is None:
             self.poller = Poller(loop)
-        return ServeContext(
-            loop=loop,
-            poller=self.poller,
-            access=self.access,
-            events=self.events,
-            pools=build_pools(config),
-            config_dir=Path(config.source).parent if config.source else Path(),
-        )
+        return ServeContext(loop=loop, poller=self.poller, access=self.access,
+                            events=self.events, pools=build_pools(config),
+                            config_dir=Path(config.source).parent if config.source else Path())
 
     async def _start_all(self, config: Config) -> list[Running]:
         ctx = self._context(config)
@@ -113,15 +99,12 @@ class Runtime:
     async def start(self) -> None:
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
-        self.events.event(
-            "info", "ready", pid=os.getpid(), version=__version__, listeners=self.describe()
-        )
+        self.events.event("info", "ready", pid=os.getpid(), version=__version__,
+                          listeners=self.describe())
 
     def describe(self) -> dict[str, list[str]]:
-        return {
-            running.name: [f"{host}:{port}" for host, port in running.addresses]
-            for running in self.listeners
-        }
+        return {running.name: [f"{host}:{port}" for host, port in running.addresses]
+                for running in self.listeners}
 
     def _schedule_flush(self) -> None:
         self.access.flush()
@@ -170,12 +153,8 @@ class Runtime:
         return True
 
     async def stop(self, graceful: bool) -> None:
-        self.events.event(
-            "info",
-            "stopping",
-            graceful=graceful,
-            active=sum(running.active for running in self.listeners),
-        )
+        self.events.event("info", "stopping", graceful=graceful,
+                          active=sum(running.active for running in self.listeners))
         for running in self.listeners:
             running.stop_accepting()
         timeout = self.drain_timeout if graceful else 0.0

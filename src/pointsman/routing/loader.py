@@ -47,9 +47,8 @@ def load_route_module(spec: str, base_dir: Path | None = None) -> RouteModule:
     """Load ``spec`` (``file.py``, ``file.py:name`` or ``module:name``)."""
     target, _, name = spec.partition(":") if not _is_windows_drive(spec) else (spec, "", "")
     if target.endswith(".py"):
-        module = _load_file(
-            Path(target) if base_dir is None or Path(target).is_absolute() else base_dir / target
-        )
+        module = _load_file(Path(target) if base_dir is None or Path(target).is_absolute()
+                            else base_dir / target)
     else:
         try:
             module = importlib.import_module(target)
@@ -92,15 +91,14 @@ def _two_arguments(function: Any, label: str) -> RouteFunction:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
         return function  # type: ignore[no-any-return]
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [p for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     variadic = any(p.kind == p.VAR_POSITIONAL for p in parameters)
     if variadic or len(positional) >= 2:
         return function  # type: ignore[no-any-return]
     if len(positional) == 1:
-
         def bytes_only(data: bytes, conn: Conn) -> Any:
             return function(data)
-
         bytes_only.__qualname__ = label
         return bytes_only
     raise RouteLoadError(f"{label} must take (data, conn) or (data)")

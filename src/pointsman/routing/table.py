@@ -110,7 +110,7 @@ class _Host:
             pool = paths.get(probe)
             if pool is not None and pool.endpoints:
                 return pool
-            probe = probe[: probe.rfind("/")]
+            probe = probe[:probe.rfind("/")]
         return self.root
 
 
@@ -148,7 +148,8 @@ class RouteTable:
                 wildcards += 1
         return cls(tuple(shards), count, wildcards, version)
 
-    def with_changes(self, upserts: Iterable[RoutePool], removed_keys: Iterable[str]) -> RouteTable:
+    def with_changes(self, upserts: Iterable[RoutePool],
+                     removed_keys: Iterable[str]) -> RouteTable:
         """A new snapshot with ``upserts`` put and ``removed_keys`` gone; version + 1.
 
         Only the shards and hosts named by the change are copied.
@@ -241,7 +242,7 @@ def _bare_host(host: str) -> str:
     """Lower-case, without ``:port`` and without a trailing dot; ``[v6]`` keeps its brackets."""
     if host.startswith("["):
         end = host.find("]")
-        host = host[: end + 1] if end > 0 else host
+        host = host[:end + 1] if end > 0 else host
     else:
         cut = host.rfind(":")
         if cut >= 0:

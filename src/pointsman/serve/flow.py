@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["BACKLOG", "PEER_FULL", "PIPELINE", "TUNNEL", "WRITE_HIGH", "WRITE_LOW", "FlowControl"]
+__all__ = ["BACKLOG", "PEER_FULL", "PIPELINE", "TUNNEL", "WRITE_HIGH", "WRITE_LOW",
+           "FlowControl"]
 
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024

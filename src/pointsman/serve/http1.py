@@ -63,17 +63,9 @@ MAX_PIPELINE = 16
 SWEEP_INTERVAL = 0.5
 TRUST_CACHE_SIZE = 4096
 
-_REASONS = {
-    400: b"Bad Request",
-    403: b"Forbidden",
-    404: b"Not Found",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    431: b"Request Header Fields Too Large",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
+_REASONS = {400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
+            413: b"Content Too Large", 431: b"Request Header Fields Too Large",
+            502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout"}
 
 
 def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
@@ -84,12 +76,9 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
             addresses = [parse_listen(e) for e in _upstream_endpoints(ctx, route.upstream)]
         else:
             addresses = [parse_listen(e) for e in route.endpoints]
-        endpoints = tuple(
-            Endpoint(
-                host, port, app=route.host, instance_id=f"{host}:{port}", instance_index=str(i)
-            )
-            for i, (host, port) in enumerate(addresses)
-        )
+        endpoints = tuple(Endpoint(host, port, app=route.host, instance_id=f"{host}:{port}",
+                                   instance_index=str(i))
+                          for i, (host, port) in enumerate(addresses))
         key = route_key(route.host + route.path)
         pools.append(RoutePool(key, endpoints, route.balance))
     return RouteTable.build(pools)
@@ -123,14 +112,12 @@ class HttpServer:
         self.routes = routes
         self.live = EndpointStates(max_connections=config.limits.upstream_max_connections)
         self.chooser = Chooser(self.live)
-        self.pool = ConnectionPool(
-            ctx.loop, config.limits.upstream_pool_size, config.limits.connect_timeout
-        )
+        self.pool = ConnectionPool(ctx.loop, config.limits.upstream_pool_size,
+                                   config.limits.connect_timeout)
         self.stats = HttpStats(config.name)
         register(self.stats)
-        self.trusted_networks = [
-            ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies
-        ]
+        self.trusted_networks = [ipaddress.ip_network(n, strict=False)
+                                 for n in config.trusted_proxies]
         self._trust: dict[str, bool] = {}
         self.sticky_names = frozenset(n.encode() for n in config.sticky_cookies)
         self.connect_allow = frozenset(config.connect_allow)
@@ -150,9 +137,8 @@ class HttpServer:
     async def start(self, sockets: list[Any]) -> None:
         self.sockets = sockets
         for sock in sockets:
-            server = await self.loop.create_server(
-                lambda: ClientConnection(self), sock=sock, backlog=4096
-            )
+            server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock,
+                                                   backlog=4096)
             self.servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -222,30 +208,10 @@ class HttpServer:
 class ClientConnection(RequestParser, asyncio.Protocol):
     """One client connection: parses requests, orders exchanges, owns the deadlines."""
 
-    __slots__ = (
-        "_head_bytes",
-        "_headers",
-        "_parser",
-        "_url",
-        "client_ip",
-        "client_ip_bytes",
-        "closing",
-        "current",
-        "flow",
-        "max_header_bytes",
-        "partial",
-        "queue",
-        "read_deadline",
-        "read_kind",
-        "reading",
-        "server",
-        "started",
-        "transport",
-        "trusted",
-        "tunnel",
-        "tunnel_backlog",
-        "write_paused",
-    )
+    __slots__ = ("_head_bytes", "_headers", "_parser", "_url", "client_ip", "client_ip_bytes",
+                 "closing", "current", "flow", "max_header_bytes", "partial", "queue",
+                 "read_deadline", "read_kind", "reading", "server", "started", "transport",
+                 "trusted", "tunnel", "tunnel_backlog", "write_paused")
 
     def __init__(self, server: HttpServer) -> None:
         self.init_parser(server.limits.max_header_bytes)
@@ -415,9 +381,8 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             self.read_kind = "keepalive"
             self.read_deadline = time.monotonic() + self.server.limits.keepalive_timeout
 
-    def start_tunnel(
-        self, upstream: UpstreamConnection, to_client: bytes, exchange: Exchange
-    ) -> None:
+    def start_tunnel(self, upstream: UpstreamConnection, to_client: bytes,
+                     exchange: Exchange) -> None:
         assert self.flow is not None
         backlog = b"".join(self.tunnel_backlog or [])
         self.tunnel_backlog = None
@@ -444,29 +409,21 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         if current is not None:
             current.abandon("protocol_error")
             self.current = None
-        code = (
-            "header_too_large"
-            if exc.status_hint == 431
-            else "body_too_large"
-            if exc.status_hint == 413
-            else "bad_request"
-        )
+        code = "header_too_large" if exc.status_hint == 431 else \
+            "body_too_large" if exc.status_hint == 413 else "bad_request"
         self.send_error(exc.status_hint, code, "Bad request.", close=True)
         self.server.stats.request("", exc.status_hint, 0.0)
 
-    def send_error(
-        self, status: int, code: str, text: str, close: bool, request_id: bytes = b""
-    ) -> None:
+    def send_error(self, status: int, code: str, text: str, close: bool,
+                   request_id: bytes = b"") -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         body = text.encode() + b"\n"
-        head = [
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error")),
-            b"Content-Type: text/plain; charset=utf-8\r\n",
-            b"Content-Length: %d\r\n" % len(body),
-            b"X-Pointsman-Error: " + code.encode() + b"\r\n",
-        ]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error")),
+                b"Content-Type: text/plain; charset=utf-8\r\n",
+                b"Content-Length: %d\r\n" % len(body),
+                b"X-Pointsman-Error: " + code.encode() + b"\r\n"]
         if request_id:
             head.append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
         if close:
@@ -483,13 +440,13 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             tunnel.check_idle(now, self.server.limits.tunnel_idle_timeout)
             return
         current = self.current
-        if current is not None and current.response_deadline and now > current.response_deadline:
+        if current is not None and current.response_deadline and \
+                now > current.response_deadline:
             current.timed_out()
         kind = self.read_kind
         if kind and now > self.read_deadline:
-            if kind == "keepalive" or (
-                kind == "header" and not self.partial and self.current is None
-            ):
+            if kind == "keepalive" or (kind == "header" and not self.partial
+                                       and self.current is None):
                 self.abort("idle")
             elif self.current is not None and self.current.response_started:
                 self.abort("slow_client")

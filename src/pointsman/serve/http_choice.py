@@ -81,7 +81,6 @@ class Chooser:
         self._routes[pool.key] = fresh
         return fresh
 
-    def pick(
-        self, route: RouteState, now: float, exclude: frozenset[EndpointState]
-    ) -> EndpointState | None:
+    def pick(self, route: RouteState, now: float,
+             exclude: frozenset[EndpointState]) -> EndpointState | None:
         return route.balancer.select(route.states, "", now, exclude)

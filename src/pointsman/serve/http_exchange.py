@@ -139,9 +139,8 @@ class Exchange:
             return
         pool = server.routes.table.lookup(host, head.path.decode("latin-1"))
         if pool is None:
-            self.fail(
-                404, "unknown_route", f"Requested route ('{_printable(host)}') does not exist."
-            )
+            self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
+                                            "does not exist.")
             return
         self.pool = pool
         self.route = server.chooser.route(pool)
@@ -157,9 +156,8 @@ class Exchange:
             if len(name) == 17 and name.lower() == b"x-cf-app-instance":
                 app, sep, index = value.decode("latin-1").strip().partition(":")
                 if not sep or not app or not index.isdigit():
-                    self.fail(
-                        400, "invalid_cf_app_instance_header", "Invalid X-Cf-App-Instance header."
-                    )
+                    self.fail(400, "invalid_cf_app_instance_header",
+                              "Invalid X-Cf-App-Instance header.")
                     return False
                 assert self.route is not None
                 state = self.route.app_instance(app, index)
@@ -174,7 +172,8 @@ class Exchange:
         assert route is not None
         now = time.monotonic()
         state = pinned
-        if state is None and self.sticky is not None and self.sticky.instance_id and not self.tried:
+        if state is None and self.sticky is not None and self.sticky.instance_id \
+                and not self.tried:
             sticky = route.instance(self.sticky.instance_id)
             if sticky is not None and sticky.available(now):
                 state = sticky
@@ -182,11 +181,8 @@ class Exchange:
             state = route.balancer.select(route.states, "", now, self.tried)
         if state is None:
             if self.attempts:
-                self.fail(
-                    502,
-                    "endpoint_failure",
-                    "502 Bad Gateway: Registered endpoint failed to handle the request.",
-                )
+                self.fail(502, "endpoint_failure",
+                          "502 Bad Gateway: Registered endpoint failed to handle the request.")
             else:
                 self.fail(503, "no_endpoints", "No endpoint can take the request.")
             return
@@ -226,13 +222,9 @@ class Exchange:
         if not self.head_bytes:
             server = self.client.server
             self.head_bytes, self.request_id = build_request_head(
-                head,
-                client_ip=self.client.client_ip_bytes,
-                trusted=self.client.trusted,
-                proto=server.proto,
-                request_id=server.request_id(),
-                start_ms=int(time.time() * 1000),
-            )
+                head, client_ip=self.client.client_ip_bytes, trusted=self.client.trusted,
+                proto=server.proto, request_id=server.request_id(),
+                start_ms=int(time.time() * 1000))
         conn.write(self.head_bytes)
         backlog = self.backlog
         if backlog:
@@ -300,7 +292,8 @@ class Exchange:
         if self.head.chunked and self.upstream is not None:
             self.upstream.write(CHUNK_END)
         if not self.response_started:
-            self.response_deadline = time.monotonic() + self.client.server.limits.response_timeout
+            self.response_deadline = time.monotonic() + \
+                self.client.server.limits.response_timeout
 
     def too_large(self) -> None:
         self.client.closing = True
@@ -341,20 +334,13 @@ class Exchange:
             client.server.live.succeeded(self.state)
         instance = self.endpoint.instance_id.encode() if self.endpoint is not None else b""
         sticky = self.sticky
-        force = (
-            sticky is not None and sticky.has_session and sticky.instance_id.encode() != instance
-        )
+        force = sticky is not None and sticky.has_session and \
+            sticky.instance_id.encode() != instance
         # Held back so the head and the first body bytes leave in one send.
         self.head_out = build_response_head(
-            head,
-            request_id=self.request_id,
-            chunk=self.chunk,
-            close=self.close,
-            sticky_names=client.server.sticky_names,
-            instance_id=instance,
-            force_sticky=force,
-            cookie_path=_context_path(self.pool),
-        )
+            head, request_id=self.request_id, chunk=self.chunk, close=self.close,
+            sticky_names=client.server.sticky_names, instance_id=instance,
+            force_sticky=force, cookie_path=_context_path(self.pool))
 
     def on_response_body(self, data: bytes) -> None:
         transport = self.client.transport
@@ -410,17 +396,9 @@ class Exchange:
         self.status = 101
         response = self.rhead
         assert response is not None
-        client.transport.write(
-            build_response_head(
-                response,
-                request_id=self.request_id,
-                chunk=False,
-                close=False,
-                sticky_names=frozenset(),
-                instance_id=b"",
-                force_sticky=False,
-            )
-        )
+        client.transport.write(build_response_head(
+            response, request_id=self.request_id, chunk=False, close=False,
+            sticky_names=frozenset(), instance_id=b"", force_sticky=False))
         self.upstream = None
         client.start_tunnel(upstream, rest, self)
 
@@ -436,12 +414,8 @@ class Exchange:
         conn.abort()
         if self.response_started:
             self.flush()
-            if (
-                self.status
-                and not self.chunk
-                and error == "connection_lost"
-                and self._close_delimited(conn)
-            ):
+            if self.status and not self.chunk and error == "connection_lost" \
+                    and self._close_delimited(conn):
                 self.close = True
                 self._finish()
                 self.client.exchange_done(self, True)
@@ -492,11 +466,8 @@ class Exchange:
             self._rewind()
             self._pick()
             return
-        self.fail(
-            502,
-            "endpoint_failure",
-            "502 Bad Gateway: Registered endpoint failed to handle the request.",
-        )
+        self.fail(502, "endpoint_failure",
+                  "502 Bad Gateway: Registered endpoint failed to handle the request.")
 
     def timed_out(self) -> None:
         self.response_deadline = 0.0
@@ -539,13 +510,8 @@ class Exchange:
         self.response_deadline = 0.0
         self._drop_upstream(abort=True)
         unread = self.head.has_body and not self.request_complete
-        close = (
-            self.close
-            or unread
-            or status in (400, 408, 413)
-            or self.head.upgrade
-            or self.head.method == b"CONNECT"
-        )
+        close = self.close or unread or status in (400, 408, 413) \
+            or self.head.upgrade or self.head.method == b"CONNECT"
         if not self.request_id:
             self.request_id = self.client.server.request_id()
         self.client.send_error(status, code, text, close, self.request_id)
@@ -580,23 +546,21 @@ class Exchange:
         access = server.ctx.access
         if access.enabled:
             head = self.head
-            access.write(
-                {
-                    "ts": round(time.time(), 6),
-                    "kind": "http",
-                    "listener": server.name,
-                    "client": self.client.client_ip,
-                    "method": head.method.decode("latin-1"),
-                    "host": head.host.decode("latin-1"),
-                    "target": head.target.decode("latin-1"),
-                    "status": self.status,
-                    "route": route,
-                    "backend": self.endpoint.address if self.endpoint is not None else None,
-                    "request_id": self.request_id.decode("latin-1"),
-                    "bytes_in": self.body_bytes,
-                    "duration_ms": round(duration * 1000, 3),
-                }
-            )
+            access.write({
+                "ts": round(time.time(), 6),
+                "kind": "http",
+                "listener": server.name,
+                "client": self.client.client_ip,
+                "method": head.method.decode("latin-1"),
+                "host": head.host.decode("latin-1"),
+                "target": head.target.decode("latin-1"),
+                "status": self.status,
+                "route": route,
+                "backend": self.endpoint.address if self.endpoint is not None else None,
+                "request_id": self.request_id.decode("latin-1"),
+                "bytes_in": self.body_bytes,
+                "duration_ms": round(duration * 1000, 3),
+            })
 
 
 def _context_path(pool: RoutePool | None) -> bytes:

@@ -61,24 +61,15 @@ class _Collector:
         self.stats: list[HttpStats] = []
 
     def collect(self) -> Iterator[Any]:
-        requests = CounterMetricFamily(
-            "pointsman_http_requests",
-            "HTTP requests answered",
-            labels=["listener", "route", "status"],
-        )
-        latency = HistogramMetricFamily(
-            "pointsman_http_request_duration_seconds",
-            "Time from request head to end of response",
-            labels=["listener"],
-        )
-        errors = CounterMetricFamily(
-            "pointsman_http_upstream_errors",
-            "Upstream failures by kind",
-            labels=["listener", "kind"],
-        )
-        active = GaugeMetricFamily(
-            "pointsman_http_active_connections", "Open client connections", labels=["listener"]
-        )
+        requests = CounterMetricFamily("pointsman_http_requests", "HTTP requests answered",
+                                       labels=["listener", "route", "status"])
+        latency = HistogramMetricFamily("pointsman_http_request_duration_seconds",
+                                        "Time from request head to end of response",
+                                        labels=["listener"])
+        errors = CounterMetricFamily("pointsman_http_upstream_errors",
+                                     "Upstream failures by kind", labels=["listener", "kind"])
+        active = GaugeMetricFamily("pointsman_http_active_connections",
+                                   "Open client connections", labels=["listener"])
         for stats in list(self.stats):
             for (route, status), count in list(stats.requests.items()):
                 requests.add_metric([stats.name, route, str(status)], count)

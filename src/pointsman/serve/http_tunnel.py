@@ -32,26 +32,11 @@ __all__ = ["Tunnel"]
 class Tunnel:
     """Client transport <-> upstream connection, both ways, with backpressure."""
 
-    __slots__ = (
-        "_on_done",
-        "bytes_down",
-        "bytes_up",
-        "client_eof",
-        "client_flow",
-        "client_transport",
-        "last_moved",
-        "seen",
-        "upstream",
-        "upstream_eof",
-    )
+    __slots__ = ("_on_done", "bytes_down", "bytes_up", "client_eof", "client_flow",
+                 "client_transport", "last_moved", "seen", "upstream", "upstream_eof")
 
-    def __init__(
-        self,
-        client_flow: FlowControl,
-        upstream: UpstreamConnection,
-        on_done: Callable[[str], None],
-        now: float,
-    ) -> None:
+    def __init__(self, client_flow: FlowControl, upstream: UpstreamConnection,
+                 on_done: Callable[[str], None], now: float) -> None:
         self.client_flow = client_flow
         self.client_transport = client_flow.transport
         self.upstream = upstream

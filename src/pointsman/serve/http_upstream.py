@@ -46,23 +46,9 @@ class ResponseSink(Protocol):
 class UpstreamConnection(ResponseParser, asyncio.Protocol):
     """One connection to one backend address."""
 
-    __slots__ = (
-        "_at_head",
-        "_no_body",
-        "_rbuf",
-        "_rended",
-        "_rparser",
-        "address",
-        "closed",
-        "flow",
-        "pool",
-        "received",
-        "sink",
-        "transport",
-        "tunnel",
-        "uses",
-        "write_paused",
-    )
+    __slots__ = ("_at_head", "_no_body", "_rbuf", "_rended", "_rparser",
+                 "address", "closed", "flow", "pool", "received", "sink", "transport",
+                 "tunnel", "uses", "write_paused")
 
     def __init__(self, pool: ConnectionPool, address: str) -> None:
         self.init_response_parser()
@@ -186,7 +172,8 @@ class ConnectionPool:
 
     __slots__ = ("connect_timeout", "idle", "loop", "size", "tasks")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, connect_timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int,
+                 connect_timeout: float) -> None:
         self.loop = loop
         self.size = size
         self.connect_timeout = connect_timeout
@@ -197,7 +184,8 @@ class ConnectionPool:
         idle = self.idle.get(address)
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if not conn.closed and conn.transport is not None \
+                    and not conn.transport.is_closing():
                 return conn
         return None
 
@@ -221,7 +209,8 @@ class ConnectionPool:
         if idle and conn in idle:
             idle.remove(conn)
 
-    def connect(self, host: str, port: int, address: str, done: Any) -> None:
+    def connect(self, host: str, port: int, address: str,
+                done: Any) -> None:
         """Open a new connection; ``done(conn, error)`` is called exactly once."""
         task = self.loop.create_task(self._connect(host, port, address, done))
         self.tasks.add(task)
@@ -231,8 +220,7 @@ class ConnectionPool:
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: UpstreamConnection(self, address), host, port),
-                self.connect_timeout,
-            )
+                self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             done(None, "connect_timeout" if isinstance(exc, TimeoutError) else "connect_failed")
             return

@@ -54,7 +54,8 @@ LISTEN_BACKLOG = 4096
 def open_listening_sockets(listen: str, reuse_port: bool) -> list[socket.socket]:
     """Bind ``listen`` (every address the host name resolves to) in non-blocking mode."""
     host, port = parse_listen(listen)
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     seen: set[Any] = set()
     try:
@@ -90,13 +91,8 @@ async def start(config: TcpListener, ctx: ServeContext) -> TcpServer:
 class TcpServer:
     """One ``protocol = "tcp"`` listener and the sessions it accepted."""
 
-    def __init__(
-        self,
-        config: TcpListener,
-        ctx: ServeContext,
-        module: RouteModule | None,
-        sockets: list[socket.socket],
-    ) -> None:
+    def __init__(self, config: TcpListener, ctx: ServeContext,
+                 module: RouteModule | None, sockets: list[socket.socket]) -> None:
         self.name = config.name
         self.config = config
         self.limits: Limits = config.limits
@@ -186,28 +182,9 @@ class Session:
     the ``Relay`` owns both sockets and the session only waits to log.
     """
 
-    __slots__ = (
-        "_awaiting_header",
-        "_decision_timer",
-        "_reading",
-        "attempts",
-        "backend",
-        "buffer",
-        "client",
-        "conn",
-        "connect_timer",
-        "endpoint",
-        "fd",
-        "loop",
-        "poller",
-        "relay",
-        "remote",
-        "route",
-        "server",
-        "started",
-        "task",
-        "tried",
-    )
+    __slots__ = ("_awaiting_header", "_decision_timer", "_reading", "attempts", "backend",
+                 "buffer", "client", "conn", "connect_timer", "endpoint", "fd", "loop", "poller",
+                 "relay", "remote", "route", "server", "started", "task", "tried")
 
     def __init__(self, server: TcpServer, sock: socket.socket, address: Any) -> None:
         # Per-server state
@@ -220,11 +197,8 @@ class Session:
         self.started = time.monotonic()
         peer = address[:2] if isinstance(address, tuple) else (str(address), 0)
         local = sock.getsockname()
-        self.conn = Conn(
-            client=peer,
-            local=local[:2] if isinstance(local, tuple) else (local, 0),
-            listener=server.name,
-        )
+        self.conn = Conn(client=peer, local=local[:2] if isinstance(local, tuple) else (local, 0),
+                         listener=server.name)
         self.buffer = bytearray()
         self._reading = False
         self._awaiting_header = False
@@ -268,9 +242,8 @@ class Session:
 
     def _arm_decision_timer(self) -> None:
         if self._decision_timer is None:
-            self._decision_timer = self.loop.call_later(
-                self.server.limits.decision_timeout, self.close, "decision_timeout"
-            )
+            self._decision_timer = self.loop.call_later(self.server.limits.decision_timeout,
+                                                        self.close, "decision_timeout")
 
     def _take_proxy_header(self) -> bool:
         """Strip a PROXY protocol header off the buffer; ``False`` until there is one."""
@@ -282,7 +255,7 @@ class Session:
         if header is proxy_protocol.NEED_DATA:
             return False
         assert isinstance(header, proxy_protocol.ProxyHeader)
-        del self.buffer[: header.length]
+        del self.buffer[:header.length]
         if isinstance(header.source, tuple) and isinstance(header.destination, tuple):
             self.conn.client = header.source
             self.conn.local = header.destination
@@ -353,14 +326,10 @@ class Session:
         events = self.server.ctx.events
         if events.wants("error"):
             reason = "bad_decision" if isinstance(exc, BadDecision) else "route_error"
-            events.event(
-                "error",
-                reason,
-                listener=self.server.name,
-                client=_format(self.conn.client),
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=None if isinstance(exc, BadDecision) else traceback.format_exc(),
-            )
+            events.event("error", reason, listener=self.server.name,
+                         client=_format(self.conn.client), error=f"{type(exc).__name__}: {exc}",
+                         traceback=None if isinstance(exc, BadDecision)
+                         else traceback.format_exc())
         self.close("bad_decision" if isinstance(exc, BadDecision) else "route_error")
 
     def _apply(self, decision: Decision) -> None:
@@ -445,11 +414,8 @@ class Session:
         if code == 0:
             self._connected()
         elif code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-            timeout = (
-                self.route.connect_timeout
-                if self.route and self.route.connect_timeout
+            timeout = self.route.connect_timeout if self.route and self.route.connect_timeout \
                 else self.server.limits.connect_timeout
-            )
             self.connect_timer = self.loop.call_later(timeout, self._connect_timed_out)
             self.poller.add_writer(backend.fileno(), self._on_connect_ready)
         else:
@@ -516,16 +482,9 @@ class Session:
         if version != "off":
             encode = proxy_protocol.encode_v1 if version == "v1" else proxy_protocol.encode_v2
             to_backend = encode(self.conn.client, self.conn.local) + to_backend
-        self.relay = Relay(
-            self.loop,
-            self.poller,
-            self.client,
-            backend,
-            pipes=self.server.pipes,
-            to_backend=to_backend,
-            idle_timeout=idle,
-            on_done=self._relay_done,
-        )
+        self.relay = Relay(self.loop, self.poller, self.client, backend, pipes=self.server.pipes,
+                           to_backend=to_backend, idle_timeout=idle,
+                           on_done=self._relay_done)
         self.buffer = bytearray()
         self.relay.start()
 
@@ -565,19 +524,17 @@ class Session:
         backend = None
         if self.remote is not None:
             backend = self.endpoint.address if self.endpoint is not None else str(self.remote)
-        access.write(
-            {
-                "ts": round(time.time(), 6),
-                "kind": "tcp",
-                "listener": self.server.name,
-                "client": _format(self.conn.client),
-                "backend": backend,
-                "bytes_in": relay.bytes_up if relay else 0,
-                "bytes_out": relay.bytes_down if relay else 0,
-                "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
-                "reason": reason,
-            }
-        )
+        access.write({
+            "ts": round(time.time(), 6),
+            "kind": "tcp",
+            "listener": self.server.name,
+            "client": _format(self.conn.client),
+            "backend": backend,
+            "bytes_in": relay.bytes_up if relay else 0,
+            "bytes_out": relay.bytes_down if relay else 0,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
+            "reason": reason,
+        })
 
 
 def _is_ip(host: str) -> bool:

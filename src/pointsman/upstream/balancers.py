@@ -64,13 +64,8 @@ class EndpointState:
 class Balancer(Protocol):
     """``select`` answers an available endpoint, or ``None`` when there is none."""
 
-    def select(
-        self,
-        endpoints: Sequence[EndpointState],
-        key: str,
-        now: float,
-        exclude: frozenset[EndpointState] = frozenset(),
-    ) -> EndpointState | None: ...
+    def select(self, endpoints: Sequence[EndpointState], key: str, now: float,
+               exclude: frozenset[EndpointState] = frozenset()) -> EndpointState | None: ...
 
 
 class RoundRobinBalancer:
@@ -81,13 +76,8 @@ class RoundRobinBalancer:
     def __init__(self) -> None:
         self._next = random.randrange(1 << 16)
 
-    def select(
-        self,
-        endpoints: Sequence[EndpointState],
-        key: str,
-        now: float,
-        exclude: frozenset[EndpointState] = frozenset(),
-    ) -> EndpointState | None:
+    def select(self, endpoints: Sequence[EndpointState], key: str, now: float,
+               exclude: frozenset[EndpointState] = frozenset()) -> EndpointState | None:
         count = len(endpoints)
         for _ in range(count):
             endpoint = endpoints[self._next % count]
@@ -102,13 +92,8 @@ class LeastConnBalancer:
 
     __slots__ = ()
 
-    def select(
-        self,
-        endpoints: Sequence[EndpointState],
-        key: str,
-        now: float,
-        exclude: frozenset[EndpointState] = frozenset(),
-    ) -> EndpointState | None:
+    def select(self, endpoints: Sequence[EndpointState], key: str, now: float,
+               exclude: frozenset[EndpointState] = frozenset()) -> EndpointState | None:
         best: EndpointState | None = None
         ties = 0
         for endpoint in endpoints:
@@ -131,13 +116,8 @@ class HashBalancer:
 
     __slots__ = ()
 
-    def select(
-        self,
-        endpoints: Sequence[EndpointState],
-        key: str,
-        now: float,
-        exclude: frozenset[EndpointState] = frozenset(),
-    ) -> EndpointState | None:
+    def select(self, endpoints: Sequence[EndpointState], key: str, now: float,
+               exclude: frozenset[EndpointState] = frozenset()) -> EndpointState | None:
         best: EndpointState | None = None
         best_score = -1
         encoded = key.encode()

@@ -19,14 +19,8 @@ class Pool:
 
     __slots__ = ("balancer", "endpoints", "fail_timeout", "max_fails", "name")
 
-    def __init__(
-        self,
-        name: str,
-        endpoints: Iterable[EndpointState],
-        balancer: Balancer,
-        max_fails: int = 1,
-        fail_timeout: float = 10.0,
-    ) -> None:
+    def __init__(self, name: str, endpoints: Iterable[EndpointState], balancer: Balancer,
+                 max_fails: int = 1, fail_timeout: float = 10.0) -> None:
         self.name = name
         self.endpoints = list(endpoints)
         self.balancer = balancer
@@ -34,20 +28,13 @@ class Pool:
         self.fail_timeout = fail_timeout
 
     @classmethod
-    def from_addresses(
-        cls,
-        name: str,
-        addresses: Iterable[tuple[str, int]],
-        policy: str,
-        max_fails: int = 1,
-        fail_timeout: float = 10.0,
-    ) -> Pool:
+    def from_addresses(cls, name: str, addresses: Iterable[tuple[str, int]], policy: str,
+                       max_fails: int = 1, fail_timeout: float = 10.0) -> Pool:
         states = [EndpointState(host, port) for host, port in addresses]
         return cls(name, states, make_balancer(policy), max_fails, fail_timeout)
 
-    def pick(
-        self, key: str, now: float, exclude: frozenset[EndpointState] = frozenset()
-    ) -> EndpointState | None:
+    def pick(self, key: str, now: float,
+             exclude: frozenset[EndpointState] = frozenset()) -> EndpointState | None:
         return self.balancer.select(self.endpoints, key, now, exclude)
 
     def failed(self, endpoint: EndpointState, now: float) -> None:
@@ -69,9 +56,8 @@ class EndpointStates:
 
     __slots__ = ("_states", "fail_timeout", "max_connections", "max_fails")
 
-    def __init__(
-        self, max_connections: int = 0, max_fails: int = 1, fail_timeout: float = 30.0
-    ) -> None:
+    def __init__(self, max_connections: int = 0, max_fails: int = 1,
+                 fail_timeout: float = 30.0) -> None:
         self._states: dict[str, EndpointState] = {}
         self.max_connections = max_connections
         self.max_fails = max_fails

@@ -40,7 +40,8 @@ class TooLarge(RemoteProtocolError):
     """``what`` grew to ``size``, past ``limit``: 431 for a head, 413 for a body."""
 
     def __init__(self, what: str, size: int, limit: int) -> None:
-        super().__init__(f"{what} too large: {size} > {limit}", 431 if what == "header" else 413)
+        super().__init__(f"{what} too large: {size} > {limit}",
+                         431 if what == "header" else 413)
         self.what = what
         self.size = size
         self.limit = limit

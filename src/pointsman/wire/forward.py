@@ -66,16 +66,9 @@ def sticky_request(head: RequestHead, cookie_names: frozenset[bytes]) -> StickyR
     return StickyRequest(session, instance)
 
 
-def build_request_head(
-    head: RequestHead,
-    *,
-    client_ip: bytes,
-    trusted: bool,
-    proto: bytes,
-    request_id: bytes,
-    start_ms: int,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> tuple[bytes, bytes]:
+def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, proto: bytes,
+                       request_id: bytes, start_ms: int,
+                       extra: list[tuple[bytes, bytes]] | None = None) -> tuple[bytes, bytes]:
     """The head to send upstream and the request id it carries."""
     drop = HOP_BY_HOP
     xff = b""
@@ -159,21 +152,13 @@ def _drop_fields(parts: list[bytes], start: int, drop: frozenset[bytes]) -> list
     kept = parts[:start]
     for i in range(start, len(parts), 4):
         if parts[i].lower() not in drop:
-            kept.extend(parts[i : i + 4])
+            kept.extend(parts[i:i + 4])
     return kept
 
 
-def build_response_head(
-    head: ResponseHead,
-    *,
-    request_id: bytes,
-    chunk: bool,
-    close: bool,
-    sticky_names: frozenset[bytes],
-    instance_id: bytes,
-    force_sticky: bool,
-    cookie_path: bytes = b"/",
-) -> bytes:
+def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, close: bool,
+                        sticky_names: frozenset[bytes], instance_id: bytes,
+                        force_sticky: bool, cookie_path: bytes = b"/") -> bytes:
     """The head to send to the client.
 
     ``chunk``: the proxy frames the body as chunked (the backend sent chunked
@@ -191,11 +176,8 @@ def build_response_head(
     if cut:
         names = [name[1:-1] for name in cut]
         if b"\nconnection:" in cut:
-            names += [
-                token
-                for token in connection_tokens(_field(raw, lower, b"connection"))
-                if token not in (b"close", b"keep-alive")
-            ]
+            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
+                      if token not in (b"close", b"keep-alive")]
         raw = _cut_fields(raw, names)
         lower = b"\n" + raw.lower()
     out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
@@ -205,7 +187,8 @@ def build_response_head(
     session_cookie = b""
     if instance_id and sticky_names and b"\nset-cookie:" in lower:
         for name, value in head.headers:
-            if name.lower() == b"set-cookie" and value.partition(b"=")[0].strip() in sticky_names:
+            if name.lower() == b"set-cookie" and \
+                    value.partition(b"=")[0].strip() in sticky_names:
                 session_cookie = value
     if instance_id and (session_cookie or force_sticky):
         append(b"Set-Cookie: " + _vcap_cookie(instance_id, session_cookie, cookie_path) + b"\r\n")
@@ -229,7 +212,7 @@ def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:
     if at < 0:
         return b""
     end = raw.find(b"\r\n", at)
-    return raw[at + len(name) + 1 : end].strip(b" \t")
+    return raw[at + len(name) + 1:end].strip(b" \t")
 
 
 def _cut_fields(raw: bytes, names: list[bytes]) -> bytes:
@@ -241,7 +224,7 @@ def _cut_fields(raw: bytes, names: list[bytes]) -> bytes:
             if at < 0:
                 break
             end = raw.find(b"\r\n", at)
-            raw = raw[:at] + raw[end + 2 :] if end >= 0 else raw[:at]
+            raw = raw[:at] + raw[end + 2:] if end >= 0 else raw[:at]
     return raw
 
 

@@ -47,19 +47,10 @@ MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 CHUNK_END = b"0\r\n\r\n"
 CRLF = b"\r\n"
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
 """Fields that describe one connection, never forwarded (RFC 9110 section 7.6.1)."""
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
@@ -232,27 +223,12 @@ class RequestParser:
         if method == b"CONNECT":
             if target[:1] == b"/" or b"/" in target or b":" not in target:
                 raise RemoteProtocolError("CONNECT needs an authority-form target", 400)
-        elif not (
-            target[:1] == b"/"
-            or target == b"*"
-            or target[:7].lower() == b"http://"
-            or target[:8].lower() == b"https://"
-        ):
+        elif not (target[:1] == b"/" or target == b"*" or target[:7].lower() == b"http://"
+                  or target[:8].lower() == b"https://"):
             raise RemoteProtocolError("bad request target", 400)
-        self.request_received(
-            RequestHead(
-                method,
-                target,
-                version,
-                self._headers,
-                host,
-                content_length,
-                chunked,
-                parser.should_keep_alive(),
-                parser.should_upgrade(),
-                expect,
-            )
-        )
+        self.request_received(RequestHead(
+            method, target, version, self._headers, host, content_length, chunked,
+            parser.should_keep_alive(), parser.should_upgrade(), expect))
 
     def on_body(self, data: bytes) -> None:
         self.body_received(data)
@@ -328,10 +304,10 @@ class ResponseParser:
         end = buffer.find(b"\r\n\r\n")
         line_end = buffer.find(b"\r\n")
         status_line = buffer[:line_end]
-        raw = buffer[line_end + 2 : end + 2] if end > line_end else b""
+        raw = buffer[line_end + 2:end + 2] if end > line_end else b""
         status = parser.get_status_code()
         if status < 200:
-            self._rbuf = buffer[end + 4 :]  # the final head follows an interim one
+            self._rbuf = buffer[end + 4:]  # the final head follows an interim one
         else:
             self._rbuf = b""
             self._at_head = False
@@ -339,20 +315,12 @@ class ResponseParser:
         content_length = -1
         at = lower.find(b"\ncontent-length:")
         if at >= 0:
-            content_length = int(lower[at + 16 : lower.find(b"\r", at)])
+            content_length = int(lower[at + 16:lower.find(b"\r", at)])
         chunked = b"\ntransfer-encoding:" in lower
         reason = status_line.split(b" ", 2)[2] if status_line.count(b" ") >= 2 else b""
-        self.response_received(
-            ResponseHead(
-                status,
-                reason,
-                parser.get_http_version(),
-                raw,
-                content_length,
-                chunked,
-                parser.should_keep_alive(),
-            )
-        )
+        self.response_received(ResponseHead(
+            status, reason, parser.get_http_version(), raw,
+            content_length, chunked, parser.should_keep_alive()))
         if self._no_body and status >= 200:
             # llhttp would wait for a HEAD response's announced body: start afresh.
             self._no_body = False
