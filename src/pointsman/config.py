@@ -297,7 +297,7 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
             add(f"{at}.endpoints", "expected at least one 'host:port'")
         for j, endpoint in enumerate(upstream.endpoints):
             try:
-                host, port = parse_listen(endpoint)
+                _host, port = parse_listen(endpoint)
                 if port == 0:
                     raise ValueError(f"expected a non-zero port in {endpoint!r}")
             except ValueError as exc:
