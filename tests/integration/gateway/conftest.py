@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -15,3 +16,10 @@ async def cluster(nats_server: Any) -> AsyncIterator[Cluster]:
     c = Cluster(nats_server.url)
     yield c
     await c.close()
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config,
+                                  item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Every gateway test runs on both loops: uvloop in production, asyncio as the reference."""
+    import uvloop
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
