@@ -211,7 +211,11 @@ class Gateway:
         """Forget an instance: unpin its sockets (re-pinned on their next message)."""
         if forget:
             self.index.remove(instance)
-        self.pins.remove_instance(instance)
+        for socket_id in self.pins.remove_instance(instance):
+            # If the instance is only slow, not dead, this frees the socket's state there.
+            self._publish_deliver(instance, gm.Deliver(
+                kind="close", gateway=self.id, socket=socket_id, encoding=self.codec.name,
+                code=1001, reason="moved to another instance"))
         self._deliver_subjects.pop(instance, None)
         for sock in self.sockets.values():
             if sock.awaiting:

@@ -117,7 +117,7 @@ class Deliver(msgspec.Struct, frozen=True, omit_defaults=True):
     kind: DeliverKind
     gateway: str
     socket: str
-    encoding: str = "json"
+    encoding: str
     path: str = ""
     id: str | int | None = None
     data: bytes = b""
