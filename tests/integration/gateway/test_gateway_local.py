@@ -1,0 +1,81 @@
+"""One process, no NATS: a gateway and services sharing a LocalTransport; and the metrics."""
+
+from __future__ import annotations
+
+from gateway_harness import eventually
+from websockets.asyncio.client import connect
+
+from pointsman.serve.gateway import GatewaySettings
+from pointsman.serve.gateway_server import serve_gateway
+from pointsman.service import Context, LocalTransport, Router, Service
+from pointsman.wire.envelope import JsonCodec, decode_outbound
+
+
+async def test_gateway_and_service_in_one_process() -> None:
+    bus = LocalTransport()
+    router = Router()
+
+    @router.public_bind("/add")
+    async def add(ctx: Context) -> int:
+        numbers: list[int] = ctx.unmarshal(list[int])
+        return sum(numbers)
+
+    service = Service("calc", bus, router, interval=0.1)
+    await service.start()
+    server = await serve_gateway(GatewaySettings(name="local", announce_interval=0.1), bus)
+    try:
+        await eventually(lambda: len(server.gateway.index) == 1)
+        host, port = server.addresses[0]
+        codec = JsonCodec()
+        async with connect(f"ws://{host}:{port}/ws") as ws:
+            await ws.send('{"path": "/add", "id": "a", "data": [1, 2, 3]}')
+            out = decode_outbound(codec, (await ws.recv()).encode())
+            assert out.id == "a" and codec.decode_data(out.data) == 6
+    finally:
+        await server.close()
+        await service.stop()
+
+
+async def test_metrics_follow_sockets_messages_and_failures() -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        found = REGISTRY.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    bus = LocalTransport()
+    router = Router()
+    router.public_bind("/ping", lambda ctx: "pong")
+    service = Service("metered", bus, router, interval=0.1)
+    await service.start()
+    server = await serve_gateway(GatewaySettings(name="metrics-gw", announce_interval=0.1,
+                                                 delivery_timeout=0.5), bus)
+    try:
+        host, port = server.addresses[0]
+        await eventually(lambda: value("pointsman_gateway_instances", gateway="metrics-gw",
+                                       service="metered") == 1)
+        failures = value("pointsman_gateway_delivery_failures_total", gateway="metrics-gw",
+                         service="metered", reason="no_responders")
+        before = value("pointsman_gateway_messages_total", gateway="metrics-gw",
+                       service="metered")
+        async with connect(f"ws://{host}:{port}/ws") as ws:
+            assert value("pointsman_gateway_sockets", gateway="metrics-gw") == 1
+            await ws.send('{"path": "/ping", "id": 1}')
+            await ws.recv()
+            assert value("pointsman_gateway_messages_total", gateway="metrics-gw",
+                         service="metered") == before + 1
+            # The instance disappears without a word: the next delivery fails.
+            for sub in service._subs:
+                await sub.unsubscribe()
+            await ws.send('{"path": "/ping", "id": 2}')
+            out = decode_outbound(JsonCodec(), (await ws.recv()).encode())
+            assert out.error is not None and out.error[0] == "instance_unavailable"
+            assert value("pointsman_gateway_delivery_failures_total", gateway="metrics-gw",
+                         service="metered", reason="no_responders") == failures + 1
+            assert value("pointsman_gateway_instances", gateway="metrics-gw",
+                         service="metered") == 0
+    finally:
+        await server.close()
+        service.started = False
+        if service._ticker is not None:
+            service._ticker.cancel()
