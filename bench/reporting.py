@@ -106,7 +106,13 @@ def markdown(result: ScenarioResult) -> str:
         "(every run is in the JSON file). CPU is the proxy's process tree, "
         "user + system, read from /proc/PID/stat around each run. Other load is the "
         "largest share of the machine's CPU that processes outside this run took "
-        "during any of the peer's runs.",
+        "during any of the peer's kept runs"
+        + (
+            f"; a run above {settings['disturbed_above_other_load_pct']:g}% was taken again "
+            f"up to {settings['retries_when_disturbed']} time(s), keeping the least disturbed."
+            if settings.get("retries_when_disturbed")
+            else "."
+        ),
         "",
         *_table(header, peer_rows(result)),
         "",

@@ -34,6 +34,7 @@ from pointsman.control.logs import JsonLog
 from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import gateway_server, tcp
 from pointsman.serve.context import Running, ServeContext
+from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
 
 __all__ = ["STARTERS", "Runtime", "run"]
@@ -72,9 +73,13 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
+        self.poller: Poller | None = None
 
     def _context(self, config: Config) -> ServeContext:
-        return ServeContext(loop=asyncio.get_running_loop(), access=self.access,
+        loop = asyncio.get_running_loop()
+        if self.poller is None:
+            self.poller = Poller(loop)
+        return ServeContext(loop=loop, poller=self.poller, access=self.access,
                             events=self.events, pools=build_pools(config),
                             config_dir=Path(config.source).parent if config.source else Path())
 

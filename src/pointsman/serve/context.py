@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
 
 __all__ = ["EventSink", "RecordSink", "Running", "ServeContext"]
@@ -52,6 +53,7 @@ class Running(Protocol):
 @dataclass(slots=True)
 class ServeContext:
     loop: asyncio.AbstractEventLoop
+    poller: Poller
     access: RecordSink
     events: EventSink
     config_dir: Path = field(default_factory=Path)

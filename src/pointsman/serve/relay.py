@@ -23,6 +23,8 @@ import socket
 import sys
 from collections.abc import Callable
 
+from pointsman.serve.poller import Poller
+
 __all__ = ["SPLICE_AVAILABLE", "PipePool", "Relay"]
 
 SPLICE_AVAILABLE = sys.platform == "linux" and hasattr(os, "splice")
@@ -47,7 +49,7 @@ class PipePool:
 
     __slots__ = ("_free", "limit")
 
-    def __init__(self, limit: int = 512) -> None:
+    def __init__(self, limit: int = 64) -> None:
         self._free: list[tuple[int, int]] = []
         self.limit = limit
 
@@ -84,13 +86,13 @@ class Half:
     ``src`` (the replayed buffer, a PROXY protocol header).
     """
 
-    __slots__ = ("_reading", "backlog", "done", "dst", "dst_fd", "eof", "loop", "moved",
+    __slots__ = ("_reading", "backlog", "done", "dst", "dst_fd", "eof", "moved", "poller",
                  "relay", "src", "src_fd")
 
     def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
                  backlog: bytes) -> None:
         self.relay = relay
-        self.loop = relay.loop
+        self.poller = relay.poller
         self.src = src
         self.dst = dst
         self.src_fd = src.fileno()
@@ -107,23 +109,23 @@ class Half:
 
     def stop(self) -> None:
         if self._reading:
-            self.loop.remove_reader(self.src_fd)
+            self.poller.remove_reader(self.src_fd)
             self._reading = False
-        self.loop.remove_writer(self.dst_fd)
+        self.poller.remove_writer(self.dst_fd)
 
     def _resume(self) -> None:
         if not self._reading and not self.eof:
             self._reading = True
-            self.loop.add_reader(self.src_fd, self.on_readable)
+            self.poller.add_reader(self.src_fd, self.on_readable)
 
     def _pause(self) -> None:
         if self._reading:
             self._reading = False
-            self.loop.remove_reader(self.src_fd)
+            self.poller.remove_reader(self.src_fd)
 
     def _wait_writable(self) -> None:
         self._pause()
-        self.loop.add_writer(self.dst_fd, self.on_writable)
+        self.poller.add_writer(self.dst_fd, self.on_writable)
 
     def _flush_backlog(self) -> bool:
         """Send the backlog; ``False`` when ``dst`` is full and a writer waits."""
@@ -145,11 +147,12 @@ class Half:
         return True
 
     def on_writable(self) -> None:
-        self.loop.remove_writer(self.dst_fd)
+        self.poller.remove_writer(self.dst_fd)
         if self.backlog is not None and not self._flush_backlog():
             return
         if not self.drain():
             return
+        self.settled()
         if self.eof:
             self.finish()
         else:
@@ -161,6 +164,9 @@ class Half:
     def drain(self) -> bool:
         """Push staged bytes to ``dst``; ``False`` when ``dst`` is full."""
         raise NotImplementedError
+
+    def settled(self) -> None:
+        """Nothing is staged any more: a chance to give back what staging held."""
 
     def source_ended(self) -> None:
         self.eof = True
@@ -179,18 +185,26 @@ class Half:
 
 
 class SpliceHalf(Half):
-    """Moves bytes socket -> pipe -> socket inside the kernel."""
+    """Moves bytes socket -> pipe -> socket inside the kernel.
+
+    The pipe is taken from the pool only while bytes are in flight and given
+    back as soon as it is empty, so an idle connection holds no pipe and the
+    number of pipes follows the transfers under way, not the connections open.
+    """
 
     __slots__ = ("pending", "pipe")
 
     def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
                  backlog: bytes) -> None:
         super().__init__(relay, src, dst, backlog)
-        self.pipe = relay.pipes.acquire()
+        self.pipe: tuple[int, int] | None = None
         self.pending = 0
 
     def on_readable(self) -> None:
-        splice, src_fd, pipe_w = os.splice, self.src_fd, self.pipe[1]
+        pipe = self.pipe
+        if pipe is None:
+            pipe = self.pipe = self.relay.pipes.acquire()
+        splice, src_fd, pipe_w = os.splice, self.src_fd, pipe[1]
         try:
             for _ in range(MAX_PUMPS_PER_WAKEUP):
                 count = splice(src_fd, pipe_w, PIPE_SIZE, flags=_SPLICE_FLAGS)
@@ -204,8 +218,13 @@ class SpliceHalf(Half):
             return
         except OSError as exc:
             self.relay.fail(exc, self.src)
+        finally:
+            self.settled()
 
     def drain(self) -> bool:
+        if not self.pending:
+            return True
+        assert self.pipe is not None
         splice, pipe_r, dst_fd = os.splice, self.pipe[0], self.dst_fd
         while self.pending:
             try:
@@ -220,8 +239,15 @@ class SpliceHalf(Half):
             self.moved += count
         return True
 
+    def settled(self) -> None:
+        if self.pipe is not None and not self.pending:
+            self.relay.pipes.release(self.pipe, clean=True)
+            self.pipe = None
+
     def release(self) -> None:
-        self.relay.pipes.release(self.pipe, clean=self.pending == 0)
+        if self.pipe is not None:
+            self.relay.pipes.release(self.pipe, clean=not self.pending)
+            self.pipe = None
 
 
 class CopyHalf(Half):
@@ -281,12 +307,13 @@ class Relay:
     """
 
     __slots__ = ("_idle_handle", "_last_moved", "_on_done", "backend", "client", "down",
-                 "idle_timeout", "loop", "pipes", "reason", "up")
+                 "idle_timeout", "loop", "pipes", "poller", "reason", "up")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket,
+    def __init__(self, loop: asyncio.AbstractEventLoop, poller: Poller, client: socket.socket,
                  backend: socket.socket, *, pipes: PipePool | None, to_backend: bytes = b"",
                  idle_timeout: float = 300.0, on_done: Callable[[str], None]) -> None:
         self.loop = loop
+        self.poller = poller
         self.client = client
         self.backend = backend
         self.pipes = pipes if pipes is not None else PipePool(0)
