@@ -101,7 +101,7 @@ class _Conn(asyncio.Protocol):
                 if not self.ready.done():
                     self.ready.set_result(event.status_code == 101)
             elif isinstance(event, Frame) and event.opcode in (1, 2):
-                self.load.on_reply(self, event.data)
+                self.load.on_reply(self, bytes(event.data))
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:

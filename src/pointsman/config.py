@@ -243,12 +243,13 @@ def _convert(prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator
             sub, message = _split_validation_error(str(exc))
             path = prefix + sub
             issues.append(ConfigIssue(file, path, message, locator.line(path)))
-            if not _drop(value, sub):
-                return None
+            if sub.rpartition(".")[2] in _TAG_FIELDS or not _drop(value, sub):
+                return None  # without its tag an item cannot be read any further
     return None
 
 
 _MAX_ISSUES_PER_ITEM = 20
+_TAG_FIELDS = frozenset({"protocol", "kind"})
 
 
 def _split_validation_error(text: str) -> tuple[str, str]:
