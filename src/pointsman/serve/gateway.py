@@ -54,7 +54,6 @@ __all__ = ["Gateway", "GatewaySettings", "GatewaySocket"]
 
 log = logging.getLogger("pointsman.gateway")
 
-ACK_PREFIX: Final = "pointsman.gw.ack."
 #: Seconds a closing socket may take to flush before it is cut.
 CLOSE_TIMEOUT: Final = 5.0
 #: Outstanding service requests remembered per socket.
@@ -107,7 +106,8 @@ class Gateway:
         self._deadlines: dict[int, float] = {}
         self._seq = itertools.count(1)
         self._socket_ids = itertools.count(1)
-        self._ack_prefix = f"{ACK_PREFIX}{self.id}."
+        self._ack_prefix = gm.gateway_ack_prefix(self.id)
+        self._out_subject = gm.gateway_subject(self.id)
         self._deliver_subjects: dict[str, str] = {}
         self._subs: list[Subscription] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -126,8 +126,8 @@ class Gateway:
         t = self.transport
         self._subs = [
             await t.subscribe(gm.SERVICE_ANNOUNCE, self._on_service_announce),
-            await t.subscribe(gm.gateway_subject(self.id), self._on_to_gateway),
-            await t.subscribe(self._ack_prefix + "*", self._on_ack),
+            # Acks and output share one subscription: one ordered stream per instance.
+            await t.subscribe(gm.gateway_inbox(self.id), self._on_inbox),
         ]
         self.running = True
         self._announce()
@@ -311,7 +311,13 @@ class Gateway:
     def _publish_deliver(self, instance: str, deliver: gm.Deliver) -> None:
         self.transport.publish(self._subject(instance), gm.encode(deliver))
 
-    async def _on_ack(self, msg: Msg) -> None:
+    async def _on_inbox(self, msg: Msg) -> None:
+        if msg.subject == self._out_subject:
+            self._on_to_gateway(msg.data)
+        elif msg.subject.startswith(self._ack_prefix):
+            self._on_ack(msg)
+
+    def _on_ack(self, msg: Msg) -> None:
         try:
             seq = int(msg.subject[len(self._ack_prefix):])
         except ValueError:
@@ -328,11 +334,15 @@ class Gateway:
             self._delivery_failed(entry, "no_responders")
         elif msg.data:
             try:
-                error = gm.decode(msg.data, gm.CallError)
+                reply = gm.decode(msg.data, gm.DeliverReply)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                error = gm.CallError("rejected", "the service rejected the message")
-            metrics.DELIVERY_FAILURES.labels(self.settings.name, entry[2], "rejected").inc()
-            sock.send_error(entry[3], error.code, error.message)
+                reply = gm.DeliverReply(
+                    error=gm.CallError("rejected", "the service rejected the message"))
+            if reply.error is not None:
+                metrics.DELIVERY_FAILURES.labels(self.settings.name, entry[2], "rejected").inc()
+                sock.send_error(entry[3], reply.error.code, reply.error.message)
+            if reply.out is not None:
+                self._output(reply.out)
 
     def _delivery_failed(self, entry: _Pending, reason: str) -> None:
         sock, instance, service, message_id = entry
@@ -350,11 +360,14 @@ class Gateway:
 
     # -- service output -----------------------------------------------------------------
 
-    async def _on_to_gateway(self, msg: Msg) -> None:
+    def _on_to_gateway(self, payload: bytes) -> None:
         try:
-            out = gm.decode(msg.data, gm.ToGateway)
+            out = gm.decode(payload, gm.ToGateway)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
+        self._output(out)
+
+    def _output(self, out: gm.ToGateway) -> None:
         sock = self.sockets.get(out.socket)
         if sock is None:
             # The client is gone; make sure the instance frees the socket's state.

@@ -61,6 +61,8 @@ class Service:
         self._call_codec = MsgpackCodec()
         self._connections: dict[str, Connection] = {}
         self._gateways: dict[str, float] = {}  # gateway id -> deadline
+        self._gateway_subjects: dict[str, str] = {}
+        self._unacked: dict[str, str] = {}  # socket id -> reply subject of its latest delivery
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -192,9 +194,10 @@ class Service:
                 "encoding_mismatch",
                 f"service {self.name} speaks {self.codec.name}, the gateway {d.encoding}"))
             return
-        self._ack(msg, None)
         conn = self._connections.get(d.socket)
         if conn is None:
+            # Ack before the open hooks, which may take their time.
+            self._ack(msg, None)
             conn = self._connections[d.socket] = Connection(self, d.gateway, d.socket)
             self._gateways.setdefault(
                 d.gateway, time.monotonic() + self.interval * 10 * gm.HEARTBEAT_TOLERANCE)
@@ -203,16 +206,45 @@ class Service:
                 await self.router.run_open(ctx)
             except Exception:
                 log.exception("open hook failed for socket %s", d.socket)
+            acked = True
+        else:
+            acked = False
         if isinstance(d.id, str) and conn.pending and conn.answer(d.id, d.data):
+            if not acked:
+                self._ack(msg, None)
             return
         ctx = Context(self, self.codec, d.path, d.id, d.data, conn)
         task = asyncio.get_running_loop().create_task(self._handle(ctx))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if not acked:
+            self._ack_soon(msg.reply, d.socket)  # after the task: a quick reply rides along
 
     def _ack(self, msg: Msg, error: gm.CallError | None) -> None:
         if msg.reply:
-            self.transport.publish(msg.reply, b"" if error is None else gm.encode(error))
+            payload = b"" if error is None else gm.encode(gm.DeliverReply(error=error))
+            self.transport.publish(msg.reply, payload)
+
+    def _ack_soon(self, reply: str, socket_id: str) -> None:
+        """Ack at the end of this loop iteration; a reply made before then rides along.
+
+        The handler's task was scheduled before this callback, so a handler
+        that answers without awaiting anything answers inside the ack: one
+        bus message instead of two, and the gateway reads acks and output in
+        one ordered stream, so nothing is reordered.
+        """
+        if not reply:
+            return
+        earlier = self._unacked.get(socket_id)
+        if earlier is not None:
+            self.transport.publish(earlier, b"")
+        self._unacked[socket_id] = reply
+        asyncio.get_running_loop().call_soon(self._flush_ack, socket_id, reply)
+
+    def _flush_ack(self, socket_id: str, reply: str) -> None:
+        if self._unacked.get(socket_id) == reply:
+            del self._unacked[socket_id]
+            self.transport.publish(reply, b"")
 
     async def _handle(self, ctx: Context) -> None:
         try:
@@ -239,7 +271,14 @@ class Service:
         message = gm.ToGateway(socket=conn.id, instance=self.instance, frame=frame,
                                binary=self.codec.binary, awaiting=awaiting, close=close,
                                reason=reason)
-        self.transport.publish(gm.gateway_subject(conn.gateway), gm.encode(message))
+        reply = self._unacked.pop(conn.id, None)
+        if reply is not None:
+            self.transport.publish(reply, gm.encode(gm.DeliverReply(out=message)))
+            return
+        subject = self._gateway_subjects.get(conn.gateway)
+        if subject is None:
+            subject = self._gateway_subjects[conn.gateway] = gm.gateway_subject(conn.gateway)
+        self.transport.publish(subject, gm.encode(message))
 
     def send_to(self, socket_id: str, data: Any, path: str | None = None) -> bool:
         """Push to a socket pinned to this instance; ``False`` if it is not (or no longer) here."""

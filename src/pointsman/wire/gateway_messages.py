@@ -13,7 +13,7 @@ subject                                 payload           who publishes
 ``pointsman.gw.instance.<instance>``    Deliver           a gateway; ``message`` and ``open``
                                                           are requests acked with an empty
                                                           reply, ``close`` is published
-``pointsman.gw.gateway.<gateway>``      ToGateway         a service instance, to reach a
+``pointsman.gw.gateway.<gateway>.out``  ToGateway         a service instance, to reach a
                                                           socket held by that gateway
 ``pointsman.gw.call.<service>``         Call              any service: request one instance
                                                           (queue group ``<service>``); the
@@ -29,9 +29,13 @@ Rules a service in another language must follow:
 * When a GatewayAnnounce arrives whose ``name`` is allowed by your
   ``gateway_names`` and whose ``instances`` lacks your instance id, announce
   again at once: that is how a restarted gateway learns about you.
-* Ack every ``open``/``message`` Deliver with an empty reply as soon as it is
-  received (before handling it); a non-empty reply is a CallError and the
-  gateway turns it into an error envelope for the client.
+* Ack every ``open``/``message`` Deliver on its reply subject as soon as it
+  is received, before handling it. The ack is empty, or a DeliverReply: its
+  ``error`` becomes an error envelope for the client; its ``out`` is a
+  ToGateway carried by the ack (an instance may hold the ack back until the
+  end of the current loop iteration so that a quick reply travels with it:
+  one bus message instead of two). Gateways read acks and ToGateway messages
+  in one ordered subscription, so frames never overtake each other.
 * Envelopes sent in ``ToGateway.frame`` are complete client frames in the
   gateway's encoding; the gateway writes them unchanged.
 * Forget a gateway's sockets when its announcements stop for
@@ -55,6 +59,7 @@ __all__ = [
     "CallError",
     "CallReply",
     "Deliver",
+    "DeliverReply",
     "GatewayAnnounce",
     "ServiceAnnounce",
     "ToGateway",
@@ -62,6 +67,8 @@ __all__ = [
     "call_subject",
     "decode",
     "encode",
+    "gateway_ack_prefix",
+    "gateway_inbox",
     "gateway_subject",
     "instance_subject",
 ]
@@ -148,6 +155,13 @@ class CallError(msgspec.Struct, frozen=True):
     message: str
 
 
+class DeliverReply(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A non-empty ack: the delivery was refused (``error``), or here is its first output."""
+
+    error: CallError | None = None
+    out: ToGateway | None = None
+
+
 class Call(msgspec.Struct, frozen=True, omit_defaults=True):
     """Service to service: run a route (public or private) with this data (msgpack value)."""
 
@@ -167,7 +181,18 @@ def instance_subject(instance: str) -> str:
 
 
 def gateway_subject(gateway: str) -> str:
-    return GATEWAY_PREFIX + gateway
+    """Where instances publish ToGateway for sockets of ``gateway``."""
+    return f"{GATEWAY_PREFIX}{gateway}.out"
+
+
+def gateway_ack_prefix(gateway: str) -> str:
+    """Reply subjects of a gateway's deliveries are this plus a sequence number."""
+    return f"{GATEWAY_PREFIX}{gateway}.ack."
+
+
+def gateway_inbox(gateway: str) -> str:
+    """The one subscription a gateway reads both acks and ToGateway from, in order."""
+    return f"{GATEWAY_PREFIX}{gateway}.>"
 
 
 def call_subject(service: str) -> str:

@@ -22,4 +22,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config,
                                   item: pytest.Item) -> dict[str, Callable[[], Any]]:
     """Every gateway test runs on both loops: uvloop in production, asyncio as the reference."""
     import uvloop
+    if "chat_example" in item.nodeid:  # subprocesses do the work; one loop is enough
+        return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

@@ -21,6 +21,14 @@ def test_payloads_are_maps_with_documented_keys() -> None:
     assert gm.decode(gm.encode(announce), gm.ServiceAnnounce) == announce
 
 
+def test_a_deliver_reply_carries_an_error_or_output() -> None:
+    out = gm.ToGateway(socket="s", instance="i", frame=b"{}")
+    reply = gm.decode(gm.encode(gm.DeliverReply(out=out)), gm.DeliverReply)
+    assert reply.out == out and reply.error is None
+    assert msgspec.msgpack.decode(gm.encode(gm.DeliverReply(error=gm.CallError("c", "m")))) == {
+        "error": {"code": "c", "message": "m"}}
+
+
 def test_decode_rejects_other_shapes() -> None:
     with pytest.raises(msgspec.ValidationError):
         gm.decode(gm.encode(gm.Call(path="/x")), gm.Deliver)
@@ -28,7 +36,9 @@ def test_decode_rejects_other_shapes() -> None:
 
 def test_subjects() -> None:
     assert gm.instance_subject("abc") == "pointsman.gw.instance.abc"
-    assert gm.gateway_subject("g") == "pointsman.gw.gateway.g"
+    assert gm.gateway_subject("g") == "pointsman.gw.gateway.g.out"
+    assert gm.gateway_ack_prefix("g") == "pointsman.gw.gateway.g.ack."
+    assert gm.gateway_inbox("g") == "pointsman.gw.gateway.g.>"
     assert gm.call_subject("chat") == "pointsman.gw.call.chat"
     assert gm.broadcast_subject("chat") == "pointsman.gw.broadcast.chat"
 
