@@ -106,6 +106,11 @@ class AnnouncementIndex:
             self.remove(record.instance)
         return dead
 
+    def touch(self, now: float) -> None:
+        """Count every instance as just seen: after a bus outage, their silence was not theirs."""
+        for record in self._records.values():
+            record.last_seen = now
+
     def fresh(self, now: float) -> list[str]:
         """Instance ids still within their heartbeat, for the gateway's own announcement."""
         return [r.instance for r in self._records.values() if r.expires() >= now]

@@ -112,6 +112,7 @@ class Gateway:
         self._subs: list[Subscription] = []
         self._timer: asyncio.TimerHandle | None = None
         self._next_announce = 0.0
+        self._offline = False
         self._routed: dict[str, Any] = {}
         self._sockets_gauge = metrics.SOCKETS.labels(settings.name)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -157,6 +158,11 @@ class Gateway:
 
     def _sweep(self) -> None:
         now = time.monotonic()
+        online = self.transport.connected
+        if online and self._offline:
+            # Back on the bus: give every instance a fresh heartbeat window.
+            self.index.touch(now)
+        self._offline = not online
         deadlines = self._deadlines
         while deadlines:
             seq, deadline = next(iter(deadlines.items()))
@@ -166,8 +172,9 @@ class Gateway:
             entry = self._pending.pop(seq, None)
             if entry is not None:
                 self._delivery_failed(entry, "timeout")
-        for record in self.index.prune(now):
-            self._drop_instance(record.instance, record.service, "heartbeat", forget=False)
+        if online:  # like gorouter: no pruning while the bus itself is unreachable
+            for record in self.index.prune(now):
+                self._drop_instance(record.instance, record.service, "heartbeat", forget=False)
         if now >= self._next_announce:
             self._announce()
         if self.running:
@@ -350,6 +357,10 @@ class Gateway:
             sock.inflight -= 1
             if sock.paused and sock.inflight <= self.settings.max_inflight * RESUME_FRACTION:
                 sock.resume()
+        if self._offline or not self.transport.connected:
+            sock.send_error(message_id, UNAVAILABLE,
+                            "the message bus is unreachable; try again shortly")
+            return
         if instance in self.index or self.pins.service_of(instance) is not None:
             log.warning("gateway %s: instance %s of %s failed (%s); re-pinning its sockets",
                         self.settings.name, instance, service, reason)

@@ -53,6 +53,10 @@ class NatsTransport(Transport):
         """The underlying nats-py client (after ``connect``)."""
         return self._nc
 
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_connected)
+
     async def connect(self) -> None:
         if self._connecting is None:
             self._connecting = asyncio.Lock()

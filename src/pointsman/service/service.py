@@ -147,10 +147,19 @@ class Service:
         self.transport.publish(gm.SERVICE_ANNOUNCE, gm.encode(message))
 
     async def _tick(self) -> None:
+        offline = False
         while True:
             await asyncio.sleep(self.interval)
             self.announce()
             now = time.monotonic()
+            if not self.transport.connected:
+                offline = True
+                continue  # a gateway's silence means nothing while the bus is down
+            if offline:
+                offline = False
+                grace = now + self.interval * 10 * gm.HEARTBEAT_TOLERANCE
+                for gateway in self._gateways:
+                    self._gateways[gateway] = max(self._gateways[gateway], grace)
             for gateway, deadline in list(self._gateways.items()):
                 if deadline < now:
                     del self._gateways[gateway]

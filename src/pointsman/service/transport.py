@@ -72,6 +72,11 @@ class Transport(ABC):
     async def flush(self) -> None:
         """Wait until everything published so far has left this process."""
 
+    @property
+    def connected(self) -> bool:
+        """False while the bus is unreachable: silence then says nothing about peers."""
+        return True
+
 
 def subject_matches(pattern: str, subject: str) -> bool:
     """NATS subject matching: ``*`` is one token, a final ``>`` is one or more."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from gateway_harness import Cluster, eventually, routes_known
@@ -145,3 +146,21 @@ async def test_slow_client_is_closed_1008(cluster: Cluster) -> None:
             received += 1
     assert info.value.rcvd is not None and info.value.rcvd.code == 1008
     assert received < 64
+
+
+async def test_a_nats_restart_keeps_instances_and_pins(cluster: Cluster, nats_server: Any) -> None:
+    svc = await cluster.service("counter", counter_router())
+    gw = await cluster.gateway()
+    await routes_known(gw, 1)
+    client = await cluster.client(gw)
+    assert client.value(await client.ask("/count"))["n"] == 1
+    await asyncio.to_thread(nats_server.stop)
+    await asyncio.sleep(1.0)  # four heartbeat intervals of silence
+    await asyncio.to_thread(nats_server.start)
+    transports = [*cluster.transports, gw.gateway.transport]
+    await eventually(lambda: all(t.connected for t in transports), timeout=10,
+                     what="every client reconnected")
+    # Nothing was pruned: the same instance still holds the socket's state.
+    assert svc.instance in gw.gateway.index
+    assert svc.connections == 1
+    assert client.value(await client.ask("/count")) == {"instance": svc.instance, "n": 2}
