@@ -42,7 +42,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from pointsman.discovery.announce import AnnouncementIndex, Change, RouteTarget
-from pointsman.routing.patterns import Matcher
+from pointsman.routing.patterns import Matcher, PatternError, compile_pattern
 from pointsman.serve import gateway_metrics as metrics
 from pointsman.service.service import new_id
 from pointsman.service.transport import Msg, Subscription, Transport
@@ -196,6 +196,12 @@ class Gateway:
             announce = gm.decode(msg.data, gm.ServiceAnnounce)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
+        good = [p for p in announce.routes if _valid_pattern(p)]
+        if len(good) != len(announce.routes):
+            log.warning("gateway %s: %s announced patterns it cannot use: %s",
+                        self.settings.name, announce.name,
+                        sorted(set(announce.routes) - set(good)))
+            announce = msgspec.structs.replace(announce, routes=good)
         change = self.index.observe(announce, time.monotonic())
         if change is Change.ADDED:
             self.pins.add_instance(announce.name, announce.instance)
@@ -579,6 +585,14 @@ def _static_response(root: Path | None, path: str) -> Response:
     headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
                        ("Connection", "close")])
     return Response(404, "Not Found", headers, body)
+
+
+def _valid_pattern(pattern: str) -> bool:
+    try:
+        compile_pattern(pattern)
+    except PatternError:
+        return False
+    return True
 
 
 def socket_factory(gateway: Gateway) -> Callable[[], GatewaySocket]:

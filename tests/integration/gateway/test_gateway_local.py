@@ -79,3 +79,21 @@ async def test_metrics_follow_sockets_messages_and_failures() -> None:
         service.started = False
         if service._ticker is not None:
             service._ticker.cancel()
+
+
+async def test_unusable_patterns_in_an_announcement_are_dropped() -> None:
+    from pointsman.wire import gateway_messages as gm
+
+    bus = LocalTransport()
+    server = await serve_gateway(GatewaySettings(name="strict", announce_interval=0.1), bus)
+    try:
+        bus.publish(gm.SERVICE_ANNOUNCE, gm.encode(gm.ServiceAnnounce(
+            name="foreign", instance="x1", routes=["/ok/:id", "no-slash", "/bad/a*"],
+            interval=1.0, encoding="json")))
+        await eventually(lambda: len(server.gateway.index) == 1)
+        record = server.gateway.index.get("x1")
+        assert record is not None and record.routes == ("/ok/:id",)
+        found = server.gateway.matcher.match("/ok/7")
+        assert found is not None and found.value.service == "foreign"
+    finally:
+        await server.close()
