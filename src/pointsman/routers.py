@@ -32,7 +32,8 @@ They are pure functions of the buffer (``first`` keeps only a note in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from pointsman.routing.content import CLOSE, NOOP, Conn, Decision, Route, normalise
@@ -279,7 +280,9 @@ def http_host(
 # -- combining ---------------------------------------------------------------------
 
 
-def first(*routers: Callable[[bytes, Conn], Any]) -> Router:
+def first(
+    *routers: Callable[[bytes, Conn], Any],
+) -> Callable[[bytes, Conn], Decision | Awaitable[Decision]]:
     """Ask ``routers`` in order; the first that has not closed decides.
 
     While an earlier router still waits (``NOOP``), the answer is ``NOOP``
@@ -287,24 +290,49 @@ def first(*routers: Callable[[bytes, Conn], Any]) -> Router:
     has closed, the answer is ``CLOSE``. A router that closed is not asked
     again on this connection (the built-in parsers never take back a
     refusal), until one rewrites the buffer (a ``Route`` without a remote).
-    Routers must answer synchronously.
+    A router may be a coroutine function; ``first`` then answers with an
+    awaitable from the point it met one, which the serving side awaits.
     """
     if not routers:
         raise ValueError("first() needs at least one router")
     key = f"pointsman.routers.first:{id(routers)}"
 
-    def route(data: bytes, conn: Conn) -> Decision:
+    def settle(answer: Any, index: int, closed: set[int]) -> Decision | None:
+        decision = normalise(answer)
+        if decision is CLOSE:
+            closed.add(index)
+            return None
+        if isinstance(decision, Route) and decision.remote is None and not decision.close:
+            closed.clear()  # the buffer is rewritten: every router may match again
+        return decision
+
+    async def finish(
+        pending: Awaitable[Any], index: int, data: bytes, conn: Conn, closed: set[int]
+    ) -> Decision:
+        decision = settle(await pending, index, closed)
+        while decision is None:
+            index += 1
+            if index == len(routers):
+                return CLOSE
+            if index in closed:
+                continue
+            answer = routers[index](data, conn)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            decision = settle(answer, index, closed)
+        return decision
+
+    def route(data: bytes, conn: Conn) -> Decision | Awaitable[Decision]:
         closed: set[int] = conn.state.setdefault(key, set())
         for index, router in enumerate(routers):
             if index in closed:
                 continue
-            answer = normalise(router(data, conn))
-            if answer is CLOSE:
-                closed.add(index)
-                continue
-            if isinstance(answer, Route) and answer.remote is None and not answer.close:
-                closed.clear()  # the buffer is rewritten: every router may match again
-            return answer
+            answer = router(data, conn)
+            if inspect.isawaitable(answer):
+                return finish(answer, index, data, conn, closed)
+            decision = settle(answer, index, closed)
+            if decision is not None:
+                return decision
         return CLOSE
 
     return route

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ssl
 import struct
 
@@ -233,3 +234,23 @@ def test_first_asks_again_after_the_buffer_is_rewritten() -> None:
     c = conn()
     assert route(SSL_REQUEST, c) == Route(reply=b"N", data=b"")
     assert route(startup(user="u", database="db"), c) == to("127.0.0.1:5432")
+
+
+async def test_first_awaits_a_coroutine_router_and_goes_on() -> None:
+    async def lookup(data: bytes, c: Conn) -> object:
+        if not data.startswith(b"ASK "):
+            return CLOSE
+        return "127.0.0.1:7" if b"\n" in data else None
+
+    route = routers.first(lookup, routers.http_host({"www.example": "127.0.0.1:8080"}))
+    c = conn()
+    pending = route(b"ASK me\n", c)
+    assert inspect.isawaitable(pending)
+    assert await pending == to("127.0.0.1:7")
+    c = conn()
+    pending = route(HTTP, c)
+    assert inspect.isawaitable(pending)
+    assert await pending == to("127.0.0.1:8080")  # the async one closed, HTTP decided
+    assert route(HTTP, c) == to("127.0.0.1:8080")  # and it is not asked again
+    wait = route(b"ASK", conn())
+    assert await wait is NOOP  # type: ignore[misc]

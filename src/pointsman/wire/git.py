@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from pointsman.wire.errors import RemoteProtocolError
 from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
@@ -40,7 +41,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _PREFIX = b"git-"
 
 
-class GitError(ValueError):
+class GitError(RemoteProtocolError, ValueError):
     """The bytes are not a git:// request line."""
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from pointsman.wire.errors import RemoteProtocolError, TooLarge
 from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
@@ -54,21 +55,15 @@ def _has(data: bytes, chars: bytes) -> bool:
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
 
-class HttpPeekError(ValueError):
+class HttpPeekError(RemoteProtocolError, ValueError):
     """The bytes are not an HTTP/1.x request head; ``status_hint`` is what a server sends."""
 
-    status_hint = 400
 
-
-class HttpHeadTooLarge(HttpPeekError):
-    """The request head is longer than the limit."""
-
-    status_hint = 431
+class HttpHeadTooLarge(HttpPeekError, TooLarge):
+    """The request head is longer than the limit (``status_hint`` 431)."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"request head of {size}+ bytes exceeds the {limit}-byte limit")
-        self.size = size
-        self.limit = limit
+        TooLarge.__init__(self, "header", size, limit)
 
 
 @dataclass(frozen=True, slots=True)

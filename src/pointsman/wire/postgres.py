@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from pointsman.wire.errors import RemoteProtocolError
 from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
@@ -54,7 +55,7 @@ _I32 = struct.Struct("!i")
 _HEADER = struct.Struct("!iI")
 
 
-class PostgresError(ValueError):
+class PostgresError(RemoteProtocolError, ValueError):
     """The bytes are not a PostgreSQL startup packet."""
 
 

@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pointsman.wire.errors import RemoteProtocolError
 from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
@@ -57,7 +58,7 @@ Address = tuple[str, int] | str | None
 SocketAddress = tuple[Any, ...]
 
 
-class ProxyProtocolError(ValueError):
+class ProxyProtocolError(RemoteProtocolError, ValueError):
     """The bytes are not a valid PROXY protocol header."""
 
 

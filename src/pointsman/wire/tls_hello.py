@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from pointsman.wire.errors import RemoteProtocolError, TooLarge
 from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
@@ -57,20 +58,19 @@ ALERT_UNRECOGNIZED_NAME: Final = 112
 _RECORD_HEADER = 5
 _HANDSHAKE_HEADER = 4
 _U16 = struct.Struct("!H")
-_RECORD = struct.Struct("!BBBH")
+_EXT_HEADER = struct.Struct("!HH")
+_WANTED = frozenset((EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS))
 
 
-class TlsHelloError(ValueError):
+class TlsHelloError(RemoteProtocolError, ValueError):
     """The bytes are not (the start of) a TLS ClientHello."""
 
 
-class TlsHelloTooLarge(TlsHelloError):
+class TlsHelloTooLarge(TlsHelloError, TooLarge):
     """The ClientHello announces more bytes than the limit allows."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"ClientHello of {size} bytes exceeds the {limit}-byte limit")
-        self.size = size
-        self.limit = limit
+        TooLarge.__init__(self, "ClientHello", size, limit)
 
 
 def _is_grease(value: int) -> bool:
@@ -231,24 +231,27 @@ def _parse_body(body: memoryview, consumed: int) -> ClientHello:
         pos += 2
         if pos + ext_total != end:
             raise TlsHelloError("extensions length does not match the ClientHello")
+        unpack = _EXT_HEADER.unpack_from
+        append = types.append
         while pos < end:
             if pos + 4 > end:
                 raise TlsHelloError("truncated extension header")
-            ext_type, ext_len = struct.unpack_from("!HH", body, pos)
+            ext_type, ext_len = unpack(body, pos)
             pos += 4
             if pos + ext_len > end:
                 raise TlsHelloError(f"extension {ext_type} overruns the ClientHello")
-            if ext_type in types:
-                raise TlsHelloError(f"duplicate extension {ext_type}")
-            types.append(ext_type)
-            data = body[pos : pos + ext_len]
-            if ext_type == EXT_SERVER_NAME:
-                server_name = _server_name(data)
-            elif ext_type == EXT_ALPN:
-                alpn = _alpn(data)
-            elif ext_type == EXT_SUPPORTED_VERSIONS:
-                versions = _versions(data)
+            append(ext_type)
+            if ext_type in _WANTED:
+                data = body[pos : pos + ext_len]
+                if ext_type == EXT_SERVER_NAME:
+                    server_name = _server_name(data)
+                elif ext_type == EXT_ALPN:
+                    alpn = _alpn(data)
+                else:
+                    versions = _versions(data)
             pos += ext_len
+        if len(set(types)) != len(types):
+            raise TlsHelloError("duplicate extension")
     return ClientHello(server_name, alpn, legacy_version, versions, tuple(types), consumed)
 
 

@@ -138,7 +138,7 @@ async def test_an_idle_relay_holds_no_pipe() -> None:
     while received < 100_000:
         received += len(await loop.sock_recv(backend, 1 << 16))
     await asyncio.sleep(0.01)
-    assert relay.up.pipe is None and relay.down.pipe is None  # type: ignore[union-attr]
+    assert relay.up.pipe is None and relay.down.pipe is None
     relay.abort("test")
     client.close()
     backend.close()

@@ -153,6 +153,11 @@ def test_mutated_requests_raise_only_git_error(edits: list[tuple[int, int]]) -> 
     data = bytearray(LS_REMOTE)
     for pos, value in edits:
         data[pos] = value
+    refused_at = None
     for cut in range(len(data) + 1):
-        with contextlib.suppress(GitError):
+        try:
             git.parse(bytes(data[:cut]))
+        except GitError:
+            refused_at = cut if refused_at is None else refused_at
+        else:  # a refusal is final: routers.first relies on it
+            assert refused_at is None, f"refused {refused_at} bytes, accepted {cut}"

@@ -211,6 +211,11 @@ def test_mutated_v2_headers_raise_only_proxy_protocol_error(edits: list[tuple[in
     data = bytearray(HAPROXY_V2)
     for pos, value in edits:
         data[pos] = value
+    refused_at = None
     for cut in range(len(data) + 1):
-        with contextlib.suppress(ProxyProtocolError):
+        try:
             pp.parse(bytes(data[:cut]))
+        except ProxyProtocolError:
+            refused_at = cut if refused_at is None else refused_at
+        else:  # a refusal is final: routers.first relies on it
+            assert refused_at is None, f"refused {refused_at} bytes, accepted {cut}"

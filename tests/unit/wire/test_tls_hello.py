@@ -231,6 +231,11 @@ def test_mutated_real_hellos_raise_only_tls_hello_error(edits: list[tuple[int, i
     data = bytearray(REAL)
     for pos, value in edits:
         data[pos] = value
-    for cut in (len(data), len(data) // 2):
-        with contextlib.suppress(TlsHelloError):
+    refused_at = None
+    for cut in range(len(data) + 1):
+        try:
             tls_hello.parse(bytes(data[:cut]))
+        except TlsHelloError:
+            refused_at = cut if refused_at is None else refused_at
+        else:  # a refusal is final: routers.first relies on it
+            assert refused_at is None, f"refused {refused_at} bytes, accepted {cut}"
