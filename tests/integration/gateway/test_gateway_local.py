@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway_harness import eventually
 from websockets.asyncio.client import connect
 
@@ -95,5 +97,45 @@ async def test_unusable_patterns_in_an_announcement_are_dropped() -> None:
         assert record is not None and record.routes == ("/ok/:id",)
         found = server.gateway.matcher.match("/ok/7")
         assert found is not None and found.value.service == "foreign"
+    finally:
+        await server.close()
+
+
+async def test_unacked_deliveries_pause_reading_until_they_time_out() -> None:
+    from pointsman.service import Msg
+    from pointsman.wire import gateway_messages as gm
+
+    bus = LocalTransport()
+    received: list[Msg] = []
+
+    async def silent_instance(msg: Msg) -> None:  # takes deliveries, never acks
+        received.append(msg)
+
+    await bus.subscribe(gm.instance_subject("mute1"), silent_instance)
+    server = await serve_gateway(GatewaySettings(name="mute", max_inflight=4,
+                                                 delivery_timeout=0.3), bus)
+    try:
+        bus.publish(gm.SERVICE_ANNOUNCE, gm.encode(gm.ServiceAnnounce(
+            name="mute", instance="mute1", routes=["/x"], interval=60.0, encoding="json")))
+        await eventually(lambda: len(server.gateway.index) == 1)
+        host, port = server.addresses[0]
+        async with connect(f"ws://{host}:{port}/ws") as ws:
+            for i in range(4):
+                await ws.send(f'{{"path": "/x", "id": {i}}}')
+            await eventually(lambda: len(received) == 4)
+            (sock,) = server.gateway.sockets.values()
+            assert sock.paused
+            for i in range(4, 8):
+                await ws.send(f'{{"path": "/x", "id": {i}}}')
+            await asyncio.sleep(0.1)
+            assert len(received) == 4  # not read while paused: they wait in the kernel
+            errors = [decode_outbound(JsonCodec(), (await ws.recv()).encode()) for _ in range(4)]
+            assert {e.error[0] for e in errors if e.error} == {"instance_unavailable"}
+            await eventually(lambda: not sock.paused)  # failures freed the window
+            # The rest is read now; the silent instance is gone, so nobody serves /x.
+            rest = [decode_outbound(JsonCodec(), (await ws.recv()).encode()) for _ in range(4)]
+            assert {e.error[0] for e in rest if e.error} == {"not_found"}
+            kinds = [gm.decode(m.data, gm.Deliver).kind for m in received]
+            assert kinds == ["open", "message", "message", "message", "close"]
     finally:
         await server.close()
