@@ -27,10 +27,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import mimetypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -44,6 +44,7 @@ from websockets.server import ServerProtocol
 from pointsman.discovery.announce import AnnouncementIndex, Change, RouteTarget
 from pointsman.routing.patterns import Matcher, PatternError, compile_pattern
 from pointsman.serve import gateway_metrics as metrics
+from pointsman.serve.static import StaticFiles, StaticResponse
 from pointsman.service.service import new_id
 from pointsman.service.transport import Msg, Subscription, Transport
 from pointsman.upstream.pinning import PinIndex
@@ -95,6 +96,7 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings, transport: Transport) -> None:
         self.settings = settings
+        self.site = StaticFiles(settings.static_dir) if settings.static_dir else None
         self.transport = transport
         self.codec: Codec = codec_for(settings.encoding)
         self.id = new_id()
@@ -473,7 +475,7 @@ class GatewaySocket(asyncio.Protocol):
         path = request.path.split("?", 1)[0]
         ws = self.ws
         if path != gateway.settings.path:
-            ws.send_response(_static_response(gateway.settings.static_dir, path))
+            ws.send_response(_static_response(gateway.site, request))
             return
         if len(gateway.sockets) >= gateway.settings.max_connections:
             ws.send_response(ws.reject(503, "too many connections\n"))
@@ -569,22 +571,23 @@ class GatewaySocket(asyncio.Protocol):
             self.transport.resume_reading()
 
 
-def _static_response(root: Path | None, path: str) -> Response:
-    """Plain GETs outside the WebSocket path: files under ``root`` (if any), else 404."""
-    if root is not None:
-        relative = path.lstrip("/") or "index.html"
-        candidate = (root / relative).resolve()
-        base = root.resolve()
-        if candidate.is_relative_to(base) and candidate.is_file():
-            body = candidate.read_bytes()
-            kind = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
-            headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
-                               ("Cache-Control", "no-cache"), ("Connection", "close")])
-            return Response(200, "OK", headers, body)
-    body = b"not found\n"
-    headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
-                       ("Connection", "close")])
-    return Response(404, "Not Found", headers, body)
+def _static_response(site: StaticFiles | None, request: Request) -> Response:
+    """Plain GETs outside the WebSocket path: files under the static folder (if any), else 404."""
+    if site is None:
+        answer = StaticResponse(404, ((b"content-type", b"text/plain"),
+                                      (b"content-length", b"10")), body=b"not found\n")
+    else:
+        headers = {name.lower().encode("latin-1"): value.encode("latin-1")
+                   for name, value in request.headers.raw_items()}
+        answer = site.respond(b"GET", request.path.encode("latin-1", "replace"), headers)
+    body = answer.body
+    if answer.path is not None and answer.length:
+        with open(answer.path, "rb") as file:
+            file.seek(answer.offset)
+            body = file.read(answer.length)
+    fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers]
+    fields += [("Cache-Control", "no-cache"), ("Connection", "close")]
+    return Response(answer.status, HTTPStatus(answer.status).phrase, Headers(fields), body)
 
 
 def _valid_pattern(pattern: str) -> bool:
