@@ -8,8 +8,9 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import Pointsman
 from httpkit import get, read_response
+
+from harness import Pointsman
 
 
 def _site(write_config: Callable[[str, str], Path], tmp_path: Path) -> Path:
