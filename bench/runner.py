@@ -208,13 +208,15 @@ def _rounds(
 
 
 def _summaries(
-    scenario: Scenario, running: list[_Running], absent: list[PeerSummary]
+    scenario: Scenario, running: list[_Running], absent: list[PeerSummary], plan: Plan
 ) -> list[PeerSummary]:
     """Medians per peer (peak RSS read now, before the processes stop), in peer order."""
     summaries = list(absent)
     for entry in running:
         rss = entry.process.peak_rss_mib() if entry.process is not None else None
-        summary = summarise(entry.peer.name, entry.samples, scenario.units, rss)
+        summary = summarise(
+            entry.peer.name, entry.samples, scenario.units, rss, plan.max_other_load_pct
+        )
         if entry.failure and not entry.samples:
             summary.status, summary.reason = "failed", entry.failure
         elif entry.failure:
@@ -246,7 +248,7 @@ def run_scenario(scenario: Scenario, options: RunOptions, log: Log) -> ScenarioR
             running, absent = _start_peers(scenario, procs, target, options, log)
             _warm_up(scenario, running, plan, log)
             _rounds(scenario, procs, running, plan, log)
-            summaries = _summaries(scenario, running, absent)
+            summaries = _summaries(scenario, running, absent, plan)
     finally:
         if options.keep:
             log(f"  kept work dir {workdir}")
@@ -263,7 +265,7 @@ def run_scenario(scenario: Scenario, options: RunOptions, log: Log) -> ScenarioR
         "retries_when_disturbed": plan.retries,
         "disturbed_above_other_load_pct": plan.max_other_load_pct,
         "quick": options.quick,
-        "aggregate": "median over rounds",
+        "aggregate": "median over undisturbed rounds (all rounds if none was)",
         **scenario.settings(),
     }
     facts["loadavg_after"] = machine.loadavg()
