@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, help="override seconds per load run")
     parser.add_argument("--rounds", type=int, help="override the number of interleaved rounds")
     parser.add_argument("--peers", help="comma-separated subset of peers to run")
+    parser.add_argument(
+        "--retries", type=int,
+        help="times to take a disturbed run again (default 1, 0 with --quick)",
+    )
+    parser.add_argument(
+        "--max-other-load", type=float, default=20.0, metavar="PCT",
+        help="a run is disturbed when other work took more than PCT%% of the machine "
+             "(default 20)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs)")
     parser.add_argument(
         "--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -79,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep=args.keep,
         wait_quiet_s=min(max(args.wait_quiet, 0.0), 600.0),
         quiet_pct=args.quiet_pct,
+        retries=None if args.retries is None else min(max(args.retries, 0), 5),
+        max_other_load_pct=args.max_other_load,
     )
     began = time.monotonic()
     summaries: list[str] = []

@@ -87,27 +87,47 @@ class PeerSummary:
     peak_rss_mib: float | None = None
     errors: int = 0
     other_load_pct: float | None = None
+    used: int = 0
     samples: list[Sample] = field(default_factory=list)
 
 
 def summarise(
-    peer: str, samples: list[Sample], units: Units, peak_rss_mib: float | None
+    peer: str,
+    samples: list[Sample],
+    units: Units,
+    peak_rss_mib: float | None,
+    max_other_load_pct: float | None = None,
 ) -> PeerSummary:
-    """Median rate and median cost over ``samples`` (medians resist one noisy round)."""
+    """Median rate and median cost over the undisturbed ``samples``.
+
+    A sample during which other work took more than ``max_other_load_pct`` of
+    the machine is left out when at least one sample was not disturbed; all
+    samples stay in ``samples`` (and the JSON file). Medians resist the one
+    noisy round that remains.
+    """
     if not samples:
         return PeerSummary(peer, status="failed", reason="no samples", peak_rss_mib=peak_rss_mib)
-    costs = [c for c in (s.cost(units) for s in samples) if c is not None]
-    loads = [s.details["other_load_pct"] for s in samples if "other_load_pct" in s.details]
+    used = samples
+    if max_other_load_pct is not None:
+        clean = [s for s in samples if _other_load(s) <= max_other_load_pct]
+        used = clean or samples
+    costs = [c for c in (s.cost(units) for s in used) if c is not None]
+    loads = [s.details["other_load_pct"] for s in used if "other_load_pct" in s.details]
     return PeerSummary(
         peer,
-        rate=statistics.median(s.rate for s in samples),
+        rate=statistics.median(s.rate for s in used),
         cost=statistics.median(costs) if costs else None,
         best_rate=max(s.rate for s in samples),
         peak_rss_mib=peak_rss_mib,
         errors=sum(s.errors for s in samples),
         other_load_pct=max(loads) if loads else None,
+        used=len(used),
         samples=samples,
     )
+
+
+def _other_load(sample: Sample) -> float:
+    return sample.details.get("other_load_pct", 0.0)
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:

@@ -66,7 +66,7 @@ def peer_rows(result: ScenarioResult) -> list[list[str]]:
                 fmt_ratio(ratio(peer.rate, base.rate)),
                 str(peer.errors),
                 fmt_num(peer.other_load_pct),
-                str(len(peer.samples)),
+                f"{peer.used}/{len(peer.samples)}",
                 status,
             ]
         )
@@ -92,7 +92,7 @@ def markdown(result: ScenarioResult) -> str:
         f"{units.rate_name} / {result.baseline}",
         "errors",
         "other load % (max)",
-        "runs",
+        "runs used",
         "status",
     ]
     lines = [
@@ -102,11 +102,18 @@ def markdown(result: ScenarioResult) -> str:
         "",
         f"Ran {result.started} to {result.finished}. Each peer: {settings['rounds']} "
         f"interleaved round(s) of {settings['seconds_per_run']:g} s after a "
-        f"{settings['warmup_s']:g} s warm-up; numbers are the median over rounds "
-        "(every run is in the JSON file). CPU is the proxy's process tree, "
+        f"{settings['warmup_s']:g} s warm-up; numbers are the median over the rounds "
+        "other work did not disturb (over all rounds when every one was; every run is "
+        "in the JSON file). CPU is the proxy's process tree, "
         "user + system, read from /proc/PID/stat around each run. Other load is the "
         "largest share of the machine's CPU that processes outside this run took "
-        "during any of the peer's runs.",
+        "during any of the peer's kept runs"
+        + (
+            f"; a run above {settings['disturbed_above_other_load_pct']:g}% was taken again "
+            f"up to {settings['retries_when_disturbed']} time(s), keeping the least disturbed."
+            if settings.get("retries_when_disturbed")
+            else "."
+        ),
         "",
         *_table(header, peer_rows(result)),
         "",

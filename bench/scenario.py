@@ -22,11 +22,17 @@ __all__ = ["Plan", "Scenario"]
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """How long to load each peer, how many interleaved rounds, how long to warm up."""
+    """How long to load each peer, how many interleaved rounds, how long to warm up.
+
+    A run during which other work took more than ``max_other_load_pct`` of
+    the machine is taken again, at most ``retries`` times.
+    """
 
     seconds: float
     rounds: int
     warmup_s: float
+    retries: int = 1
+    max_other_load_pct: float = 20.0
 
 
 class Scenario(ABC):
@@ -41,7 +47,7 @@ class Scenario(ABC):
     targets: tuple[Target, ...] = ()
     notes: tuple[str, ...] = ()
     full: Plan = Plan(seconds=5.0, rounds=3, warmup_s=1.0)
-    quick: Plan = Plan(seconds=2.0, rounds=1, warmup_s=0.0)
+    quick: Plan = Plan(seconds=2.0, rounds=1, warmup_s=0.0, retries=0)
 
     @abstractmethod
     def peers(self) -> list[Peer]:

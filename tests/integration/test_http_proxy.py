@@ -23,7 +23,7 @@ from httpkit import (
     read_response,
 )
 
-from conftest import Pointsman, start_pointsman
+from harness import Pointsman, start_pointsman
 
 
 def http_config(routes: list[dict[str, Any]], **options: Any) -> str:

@@ -13,7 +13,7 @@ from test_http_proxy import http_config
 from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
-from conftest import Pointsman, ThreadedServer
+from harness import Pointsman, ThreadedServer
 
 
 @pytest.fixture

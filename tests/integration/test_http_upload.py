@@ -12,7 +12,7 @@ import pytest
 from httpkit import read_response
 from test_http_proxy import http_config
 
-from conftest import Pointsman, ThreadedServer
+from harness import Pointsman, ThreadedServer
 
 GIB = 1 << 30
 BLOCK = 1 << 20

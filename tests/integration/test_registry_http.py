@@ -17,7 +17,7 @@ from httpkit import Backend, backend_of, get
 from nats.aio.client import Client
 from registry_support import TOKEN, admin_call, admin_url, routes
 
-from conftest import NatsServer, Pointsman
+from harness import NatsServer, Pointsman
 
 Factory = Callable[..., Pointsman]
 WriteConfig = Callable[[str], Path]

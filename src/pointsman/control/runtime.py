@@ -24,6 +24,7 @@ from pointsman import __version__
 from pointsman.config import (
     Config,
     ConfigError,
+    GatewayListener,
     HttpListener,
     TcpListener,
     Upstream,
@@ -35,8 +36,9 @@ from pointsman.control.admin_routes import install_health, install_metrics, inst
 from pointsman.control.logs import JsonLog
 from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
-from pointsman.serve import http1, tcp
+from pointsman.serve import gateway_server, http1, tcp
 from pointsman.serve.context import Running, ServeContext
+from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
 
 __all__ = ["STARTERS", "Runtime", "run"]
@@ -46,6 +48,7 @@ Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
     HttpListener: http1.start,
+    GatewayListener: gateway_server.start,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25
@@ -78,9 +81,13 @@ class Runtime:
         self.routes = RoutePlane(config, self.events)
         self.admin: Admin | None = None
         self.stopping = False
+        self.poller: Poller | None = None
 
     def _context(self, config: Config) -> ServeContext:
-        return ServeContext(loop=asyncio.get_running_loop(), access=self.access,
+        loop = asyncio.get_running_loop()
+        if self.poller is None:
+            self.poller = Poller(loop)
+        return ServeContext(loop=loop, poller=self.poller, access=self.access,
                             events=self.events, pools=build_pools(config),
                             routes=self.routes.holder,
                             config_dir=Path(config.source).parent if config.source else Path())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pointsman.routing.table import TableHolder
+from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
 
 __all__ = ["EventSink", "RecordSink", "Running", "ServeContext"]
@@ -53,6 +54,7 @@ class Running(Protocol):
 @dataclass(slots=True)
 class ServeContext:
     loop: asyncio.AbstractEventLoop
+    poller: Poller
     access: RecordSink
     events: EventSink
     config_dir: Path = field(default_factory=Path)

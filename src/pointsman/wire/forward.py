@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pointsman.wire.http1 import HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
+from pointsman.wire.http1 import CRLF, HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
 
 __all__ = [
     "VCAP_ID",
@@ -65,6 +65,10 @@ def sticky_request(head: RequestHead, cookie_names: frozenset[bytes]) -> StickyR
     if not instance and not session:
         return None
     return StickyRequest(session, instance)
+
+
+_FORWARDED = (b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n"
+              b"X-Request-Id: %s\r\nX-Vcap-Request-Id: %s\r\n")
 
 
 def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, proto: bytes,
@@ -117,19 +121,10 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
         append(name)
         append(b": ")
         append(value)
-        append(b"\r\n")
+        append(CRLF)
     rid = rid or request_id
-    append(b"X-Forwarded-For: ")
-    append(xff + b", " + client_ip if xff else client_ip)
-    append(b"\r\nX-Forwarded-Proto: ")
-    append(xf_proto or proto)
-    append(b"\r\nX-Forwarded-Host: ")
-    append(xf_host or head.host)
-    append(b"\r\nX-Request-Id: ")
-    append(rid)
-    append(b"\r\nX-Vcap-Request-Id: ")
-    append(rid)
-    append(b"\r\n")
+    append(_FORWARDED % (xff + b", " + client_ip if xff else client_ip, xf_proto or proto,
+                         xf_host or head.host, rid, rid))
     if not has_start:
         append(b"X-Request-Start: %d\r\n" % start_ms)
     if head.upgrade and upgrade:

@@ -31,6 +31,28 @@ def test_summary_takes_medians_and_sums_errors() -> None:
     assert summary.status == "ok"
 
 
+def test_summary_leaves_out_disturbed_samples() -> None:
+    samples = [
+        Sample("p", 1, rate=10.0, work=10.0, cpu_s=3.0, details={"other_load_pct": 50.0}),
+        Sample("p", 2, rate=30.0, work=10.0, cpu_s=1.0, details={"other_load_pct": 5.0}),
+        Sample("p", 3, rate=20.0, work=10.0, cpu_s=2.0, details={"other_load_pct": 10.0}),
+    ]
+    summary = summarise("p", samples, PER_GIB, None, max_other_load_pct=20.0)
+    assert (summary.rate, summary.used) == (25.0, 2)
+    assert summary.cost == pytest.approx(0.15)
+    assert summary.other_load_pct == 10.0
+    assert len(summary.samples) == 3
+
+
+def test_summary_uses_all_samples_when_all_were_disturbed() -> None:
+    samples = [
+        Sample("p", 1, rate=10.0, work=10.0, cpu_s=3.0, details={"other_load_pct": 50.0}),
+        Sample("p", 2, rate=30.0, work=10.0, cpu_s=1.0, details={"other_load_pct": 40.0}),
+    ]
+    summary = summarise("p", samples, PER_GIB, None, max_other_load_pct=20.0)
+    assert (summary.rate, summary.used, summary.other_load_pct) == (20.0, 2, 50.0)
+
+
 def test_summary_of_nothing_is_a_failure() -> None:
     summary = summarise("p", [], PER_GIB, None)
     assert summary.status == "failed"

@@ -15,6 +15,7 @@ def _result() -> ScenarioResult:
     peers = {
         "pointsman": PeerSummary(
             "pointsman", rate=12.0, cost=0.2, best_rate=13.0, peak_rss_mib=30.0, other_load_pct=3,
+            used=1,
             samples=[Sample("pointsman", 1, 12.0, 10.0, 2.0)],
         ),
         "haproxy": PeerSummary(
@@ -60,7 +61,7 @@ def test_number_formats() -> None:
 def test_peer_rows_have_ratios_against_reference_and_baseline() -> None:
     rows = {row[0]: row for row in peer_rows(_result())}
     assert rows["pointsman"] == [
-        "pointsman", "12", "0.2", "30", "1.20x", "0.50x", "0.50x", "0", "3", "1", "ok",
+        "pointsman", "12", "0.2", "30", "1.20x", "0.50x", "0.50x", "0", "3", "1/1", "ok",
     ]
     assert rows["haproxy"][4:7] == ["1.00x", "1.00x", "0.42x"]
     assert rows["direct"][2] == "—"
