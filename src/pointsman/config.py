@@ -12,9 +12,10 @@ struct here and nowhere else.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,11 +23,20 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "AdminConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "GatewayLimits",
+    "GatewayListener",
+    "HttpLimits",
+    "HttpListener",
+    "HttpRoute",
     "Limits",
     "LoggingConfig",
+    "NatsConfig",
+    "RegistryConfig",
+    "RouteConfig",
     "TcpListener",
     "Upstream",
     "load",
@@ -67,7 +77,90 @@ class TcpListener(Base, tag="tcp", tag_field="protocol"):
     limits: Limits = msgspec.field(default_factory=Limits)
 
 
-Listener = TcpListener
+class HttpLimits(Base):
+    """Sizes in bytes and timeouts in seconds for one HTTP listener.
+
+    ``max_body_bytes`` 0 means no limit (bodies are streamed, never held);
+    ``upstream_max_connections`` 0 means no cap per endpoint.
+    """
+
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 0
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    connect_timeout: float = 5.0
+    response_timeout: float = 60.0
+    tunnel_idle_timeout: float = 300.0
+    max_connections: int = 10_000
+    upstream_pool_size: int = 64
+    upstream_max_connections: int = 0
+
+
+class HttpRoute(Base):
+    """A static route: ``host`` (exact or ``*.suffix``), optional ``path`` prefix, a target.
+
+    Exactly one of ``upstream`` (a configured pool's name), ``endpoints``, and
+    ``root`` (a folder whose files answer the route, relative to the config file).
+    """
+
+    host: str
+    path: str = ""
+    upstream: str | None = None
+    endpoints: list[str] = msgspec.field(default_factory=list)
+    root: str | None = None
+    balance: Balance = "round_robin"
+
+
+class HttpListener(Base, tag="http", tag_field="protocol"):
+    """An HTTP/1.1 reverse proxy routing by host and path (gorouter's data path)."""
+
+    name: str
+    listen: str
+    routes: list[HttpRoute] = msgspec.field(default_factory=list)
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    sticky_cookies: list[str] = msgspec.field(default_factory=lambda: ["JSESSIONID"])
+    connect_allow: list[str] = msgspec.field(default_factory=list)
+    forwarded_proto: str = "http"
+    limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
+
+
+class GatewayLimits(Limits):
+    """Limits of a message gateway listener, on top of the common ones.
+
+    ``max_message_size``: larger client messages close the socket with 1009;
+    ``queue_bytes``: bytes waiting to be written to one slow client before it
+    is closed with 1008; ``max_inflight``: unacked deliveries per socket before
+    reading from it pauses; ``delivery_timeout``: seconds an instance has to
+    ack a delivery before it is dropped.
+    """
+
+    max_message_size: int = 1024 * 1024
+    queue_bytes: int = 1024 * 1024
+    max_inflight: int = 256
+    delivery_timeout: float = 5.0
+
+
+class GatewayListener(Base, tag="gateway", tag_field="protocol"):
+    """A WebSocket message gateway: envelopes routed by path to announced services.
+
+    ``gateway_name`` is what services list in their ``gateway_names``;
+    ``path`` is where the WebSocket is accepted; plain GETs elsewhere are
+    served from ``static`` (a folder, relative to this file) when set.
+    """
+
+    name: str
+    listen: str
+    encoding: Literal["json", "msgpack", "protobuf"] = "json"
+    gateway_name: str = "gateway"
+    nats_url: str = "nats://127.0.0.1:4222"
+    path: str = "/ws"
+    static: str | None = None
+    announce_interval: float = 2.0
+    limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
+
+
+Listener = TcpListener | HttpListener | GatewayListener
 
 
 class Upstream(Base):
@@ -87,12 +180,65 @@ class LoggingConfig(Base):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class NatsConfig(Base):
+    """The NATS cluster that gorouter-style clients register routes on.
+
+    Present means "use it": the route registry subscribes to
+    ``router.register``/``router.unregister`` on these servers.
+    ``credentials`` is a ``.creds`` file (JWT + nkey seed), relative to this file.
+    """
+
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    name: str = "pointsman"
+    credentials: str | None = None
+
+
+class RegistryConfig(Base):
+    """gorouter's registration timing, in seconds (its defaults).
+
+    ``prune_threshold`` is gorouter's ``droplet_stale_threshold`` and
+    ``minimum_register_interval`` its ``start_response_delay_interval``; both are
+    announced in ``router.start``.
+    """
+
+    prune_threshold: float = 120.0
+    prune_interval: float = 30.0
+    minimum_register_interval: float = 5.0
+    suspend_pruning_if_nats_unavailable: bool = True
+
+
+class AdminConfig(Base):
+    """The admin HTTP API. ``token`` falls back to ``POINTSMAN_ADMIN_TOKEN``."""
+
+    listen: str = "127.0.0.1:9901"
+    token: str | None = None
+
+
+class RouteConfig(Base):
+    """A route from the file: never pruned, changed only by a reload.
+
+    ``uris`` are gorouter route keys (``host`` or ``host/path``, ``*.`` wildcards);
+    ``endpoints`` are ``host:port``. ``tls`` means the endpoints speak TLS.
+    """
+
+    uris: list[str]
+    endpoints: list[str]
+    balance: Literal["round_robin", "least_conn"] = "round_robin"
+    tls: bool = False
+    app: str = ""
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Config(Base):
     """The whole file once every section has converted."""
 
     listeners: list[Listener] = msgspec.field(default_factory=list)
     upstreams: dict[str, Upstream] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    nats: NatsConfig | None = None
+    registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
+    admin: AdminConfig | None = None
+    routes: list[RouteConfig] = msgspec.field(default_factory=list)
     source: str = ""
 
 
@@ -172,6 +318,10 @@ _SECTION_TYPES: dict[str, Any] = {
     "listeners": Listener,
     "upstreams": Upstream,
     "logging": LoggingConfig,
+    "nats": NatsConfig,
+    "registry": RegistryConfig,
+    "admin": AdminConfig,
+    "routes": RouteConfig,
 }
 
 
@@ -181,6 +331,13 @@ def _convert_section(key: str, value: Any, kind: Any, file: str, locator: _KeyLo
     if key == "listeners":
         if not isinstance(value, list):
             issues.append(ConfigIssue(file, key, "expected an array of tables ([[listeners]])",
+                                      locator.line(key)))
+            return []
+        return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
+                for i, item in enumerate(value)]
+    if key == "routes":
+        if not isinstance(value, list):
+            issues.append(ConfigIssue(file, key, "expected an array of tables ([[routes]])",
                                       locator.line(key)))
             return []
         return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
@@ -206,12 +363,13 @@ def _convert(prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator
             sub, message = _split_validation_error(str(exc))
             path = prefix + sub
             issues.append(ConfigIssue(file, path, message, locator.line(path)))
-            if not _drop(value, sub):
-                return None
+            if sub.rpartition(".")[2] in _TAG_FIELDS or not _drop(value, sub):
+                return None  # without its tag an item cannot be read any further
     return None
 
 
 _MAX_ISSUES_PER_ITEM = 20
+_TAG_FIELDS = frozenset({"protocol", "kind"})
 
 
 def _split_validation_error(text: str) -> tuple[str, str]:
@@ -234,7 +392,7 @@ def _split_validation_error(text: str) -> tuple[str, str]:
 
 
 def _listener_tags() -> list[str]:
-    kinds = getattr(Listener, "__args__", (Listener,))
+    kinds: tuple[Any, ...] = getattr(Listener, "__args__", (Listener,))
     return [str(kind.__struct_config__.tag) for kind in kinds]
 
 
@@ -285,6 +443,9 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                     route_path = base / route_path
                 if not route_path.is_file():
                     add(f"{at}.route", f"no such file: {route_path}")
+        if isinstance(listener, HttpListener):
+            _check_http(listener, at, config, add)
+            continue
         for field_name in ("buffer", "max_connections"):
             if getattr(listener.limits, field_name) <= 0:
                 add(f"{at}.limits.{field_name}", "expected a positive number")
@@ -302,7 +463,84 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                     raise ValueError(f"expected a non-zero port in {endpoint!r}")
             except ValueError as exc:
                 add(f"{at}.endpoints[{j}]", str(exc))
+    issues.extend(_check_registry(config, add))
     return issues
+
+
+def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
+    """The ``[nats]``, ``[registry]``, ``[admin]`` and ``[[routes]]`` sections.
+
+    Issues go through ``add``; the return value is always empty so the caller's
+    ``extend`` reads naturally.
+    """
+    if config.nats is not None and not config.nats.servers:
+        add("nats.servers", "expected at least one 'nats://host:port'")
+    for name in ("prune_threshold", "prune_interval", "minimum_register_interval"):
+        if getattr(config.registry, name) <= 0:
+            add(f"registry.{name}", "expected a positive number of seconds")
+    if config.admin is not None:
+        try:
+            parse_listen(config.admin.listen)
+        except ValueError as exc:
+            add("admin.listen", str(exc))
+    for i, route in enumerate(config.routes):
+        if not route.uris:
+            add(f"routes[{i}].uris", "expected at least one uri")
+        if not route.endpoints:
+            add(f"routes[{i}].endpoints", "expected at least one 'host:port'")
+        for j, endpoint in enumerate(route.endpoints):
+            try:
+                if parse_listen(endpoint)[1] == 0:
+                    raise ValueError(f"expected a non-zero port in {endpoint!r}")
+            except ValueError as exc:
+                add(f"routes[{i}].endpoints[{j}]", str(exc))
+    return []
+
+
+def _check_http(listener: HttpListener, at: str, config: Config,
+                add: Callable[[str, str], None]) -> None:
+    """Values of an HTTP listener that msgspec cannot check; reported through ``add``."""
+    for j, route in enumerate(listener.routes):
+        where = f"{at}.routes[{j}]"
+        targets = (route.upstream is not None) + bool(route.endpoints) + (route.root is not None)
+        if targets != 1:
+            add(where, "expected exactly one of 'upstream', 'endpoints' or 'root'")
+        if route.root is not None and not resolve_path(config, route.root).is_dir():
+            add(f"{where}.root", f"no such folder: {resolve_path(config, route.root)}")
+        if route.upstream is not None and route.upstream not in config.upstreams:
+            add(f"{where}.upstream", f"no upstream named {route.upstream!r}")
+        if not route.host or "/" in route.host:
+            add(f"{where}.host", "expected a host name (put the path in 'path')")
+        if route.path and not route.path.startswith("/"):
+            add(f"{where}.path", "expected a path starting with '/'")
+        if route.balance == "hash":
+            add(f"{where}.balance", "expected 'round_robin' or 'least_conn'")
+        for k, endpoint in enumerate(route.endpoints):
+            try:
+                parse_listen(endpoint)
+            except ValueError as exc:
+                add(f"{where}.endpoints[{k}]", str(exc))
+    for j, network in enumerate(listener.trusted_proxies):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            add(f"{at}.trusted_proxies[{j}]", f"expected a CIDR, got {network!r}")
+    for j, target in enumerate(listener.connect_allow):
+        try:
+            parse_listen(target)
+        except ValueError as exc:
+            add(f"{at}.connect_allow[{j}]", str(exc))
+    limits = listener.limits
+    for field_name in ("max_header_bytes", "max_connections", "upstream_pool_size"):
+        if getattr(limits, field_name) <= 0:
+            add(f"{at}.limits.{field_name}", "expected a positive number")
+    for field_name in ("max_body_bytes", "upstream_max_connections"):
+        if getattr(limits, field_name) < 0:
+            add(f"{at}.limits.{field_name}", "expected 0 (no limit) or a positive number")
+    for field_name in ("header_timeout", "body_timeout", "keepalive_timeout", "connect_timeout",
+                       "response_timeout", "tunnel_idle_timeout"):
+        if getattr(limits, field_name) <= 0:
+            add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
 
 
 def resolve_path(config: Config, value: str) -> Path:

@@ -21,10 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from pointsman import __version__
-from pointsman.config import Config, ConfigError, TcpListener, Upstream, load, parse_listen
+from pointsman.config import (
+    Config,
+    ConfigError,
+    GatewayListener,
+    HttpListener,
+    TcpListener,
+    Upstream,
+    load,
+    parse_listen,
+)
+from pointsman.control.admin import Admin
+from pointsman.control.admin_routes import install_health, install_metrics, install_routes
 from pointsman.control.logs import JsonLog
+from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
-from pointsman.serve import tcp
+from pointsman.serve import gateway_server, http1, tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
@@ -35,6 +47,8 @@ Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
+    HttpListener: http1.start,
+    GatewayListener: gateway_server.start,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25
@@ -64,6 +78,9 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
+        self.routes = RoutePlane(config, self.events)
+        self.admin: Admin | None = None
+        self.stopping = False
         self.poller: Poller | None = None
 
     def _context(self, config: Config) -> ServeContext:
@@ -72,7 +89,25 @@ class Runtime:
             self.poller = Poller(loop)
         return ServeContext(loop=loop, poller=self.poller, access=self.access,
                             events=self.events, pools=build_pools(config),
+                            routes=self.routes.holder,
                             config_dir=Path(config.source).parent if config.source else Path())
+
+    async def _start_admin(self, config: Config) -> Admin | None:
+        """The admin API, when ``[admin]`` is configured; endpoint groups are added here."""
+        if config.admin is None:
+            return None
+        token = config.admin.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
+        if token is None:
+            self.events.event("warning", "admin_token_missing",
+                              detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
+                                     "every endpoint but /health answers 401")
+        admin = Admin(token, self.events)
+        install_health(admin, lambda: not self.stopping)
+        install_metrics(admin)
+        if self.routes.driver is not None:
+            install_routes(admin, self.routes.driver)
+        await admin.start(*parse_listen(config.admin.listen))
+        return admin
 
     async def _start_all(self, config: Config) -> list[Running]:
         ctx = self._context(config)
@@ -88,10 +123,13 @@ class Runtime:
         return started
 
     async def start(self) -> None:
+        await self.routes.start()
+        self.admin = await self._start_admin(self.config)
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
+        admin = [f"{host}:{port}" for host, port in self.admin.addresses] if self.admin else []
         self.events.event("info", "ready", pid=os.getpid(), version=__version__,
-                          listeners=self.describe())
+                          listeners=self.describe(), admin=admin)
 
     def describe(self) -> dict[str, list[str]]:
         return {running.name: [f"{host}:{port}" for host, port in running.addresses]
@@ -135,6 +173,7 @@ class Runtime:
             self.events.event("error", "reload_refused", errors=str(exc).splitlines())
             return False
         old, self.listeners, self.config = self.listeners, new, config
+        self.routes.reload(config)
         self.access.reopen()
         self.events.reopen()
         for running in old:
@@ -144,12 +183,16 @@ class Runtime:
         return True
 
     async def stop(self, graceful: bool) -> None:
+        self.stopping = True
         self.events.event("info", "stopping", graceful=graceful,
                           active=sum(running.active for running in self.listeners))
         for running in self.listeners:
             running.stop_accepting()
         timeout = self.drain_timeout if graceful else 0.0
         await asyncio.gather(*(running.drain(timeout) for running in self.listeners))
+        if self.admin is not None:
+            await self.admin.close()
+        await self.routes.stop()
         if self._flusher is not None:
             self._flusher.cancel()
         self.access.close()
