@@ -40,7 +40,7 @@ from pointsman.routing.content import CLOSE, NOOP, Conn, Decision, Route, normal
 from pointsman.wire import git as git_wire
 from pointsman.wire import http_peek, tls_hello
 from pointsman.wire import postgres as pg_wire
-from pointsman.wire.peek import NEED_DATA
+from pointsman.wire.peek import NEED_DATA, NeedData
 
 __all__ = [
     "HTTP_NOT_FOUND",
@@ -121,6 +121,32 @@ def _lookup(table: Table, names: bool) -> Callable[[str], Decision | None]:
     return fixed.get
 
 
+def _by_name(name_of: Callable[[bytes], str | NeedData | None], error: type[Exception],
+             table: Table, default: Any, refuse: Decision) -> Router:
+    """A router that peeks a host name, then answers from ``table``, ``default`` or ``refuse``.
+
+    ``name_of`` returns the name (``None`` when the protocol carries none),
+    ``NEED_DATA`` while the bytes are incomplete, or raises ``error`` when they
+    can never match.
+    """
+    lookup = _lookup(table, names=True)
+    fallback = _fixed(default)
+
+    def route(data: bytes, conn: Conn) -> Decision:
+        try:
+            name = name_of(data)
+        except error:
+            return CLOSE
+        if name is NEED_DATA:
+            return NOOP
+        found = lookup(name.lower().rstrip(".")) if name else None
+        if found is None:
+            found = fallback
+        return refuse if found is None else found
+
+    return route
+
+
 # -- TLS ---------------------------------------------------------------------------
 
 
@@ -129,24 +155,13 @@ def sni(table: Table, default: Any = None) -> Router:
 
     A ClientHello without SNI goes to ``default``. The backend terminates TLS.
     """
-    lookup = _lookup(table, names=True)
-    fallback = _fixed(default)
     refuse = Route(reply=tls_hello.alert(tls_hello.ALERT_UNRECOGNIZED_NAME), close=True)
 
-    def route(data: bytes, conn: Conn) -> Decision:
-        try:
-            hello = tls_hello.parse(data)
-        except tls_hello.TlsHelloError:
-            return CLOSE
-        if hello is NEED_DATA:
-            return NOOP
-        name = hello.server_name
-        found = lookup(name.lower().rstrip(".")) if name else None
-        if found is None:
-            found = fallback
-        return refuse if found is None else found
+    def server_name(data: bytes) -> str | NeedData | None:
+        hello = tls_hello.parse(data)
+        return hello if isinstance(hello, NeedData) else hello.server_name
 
-    return route
+    return _by_name(server_name, tls_hello.TlsHelloError, table, default, refuse)
 
 
 # -- PostgreSQL --------------------------------------------------------------------
@@ -257,24 +272,13 @@ def http_host(
     ``not_found`` (a plain 404) and the connection closes; ``not_found=None``
     closes without a word.
     """
-    lookup = _lookup(table, names=True)
-    fallback = _fixed(default)
     refuse: Decision = CLOSE if not_found is None else Route(reply=not_found, close=True)
 
-    def route(data: bytes, conn: Conn) -> Decision:
-        try:
-            head = http_peek.parse(data)
-        except http_peek.HttpPeekError:
-            return CLOSE
-        if head is NEED_DATA:
-            return NOOP
-        name = head.hostname
-        found = lookup(name) if name else None
-        if found is None:
-            found = fallback
-        return refuse if found is None else found
+    def hostname(data: bytes) -> str | NeedData | None:
+        head = http_peek.parse(data)
+        return head if isinstance(head, NeedData) else head.hostname
 
-    return route
+    return _by_name(hostname, http_peek.HttpPeekError, table, default, refuse)
 
 
 # -- combining ---------------------------------------------------------------------

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeding import three_ways as feed_three_ways
 from pointsman.wire import git
-from pointsman.wire.git import NEED_DATA, GitError, GitRequest
+from pointsman.wire.git import GitError, GitRequest
 
-
-def three_ways(parse: Callable[[bytes], Any], data: bytes, trailing: bytes = b"0000") -> Any:
-    """Feed ``data`` whole, as every prefix, and with trailing bytes; expect one answer."""
-    for i in range(len(data)):
-        assert parse(data[:i]) is NEED_DATA, f"prefix of {i} bytes"
-    whole = parse(data)
-    assert whole is not NEED_DATA
-    assert parse(data + trailing) == whole
-    assert parse(bytearray(data)) == whole
-    return whole
+three_ways = partial(feed_three_ways, trailing=b"0000")
 
 
 # Captured from git 2.39 (ls-remote, ls-remote with ~user, archive --remote).

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeding import three_ways as feed_three_ways
 from pointsman.wire import postgres
 from pointsman.wire.postgres import (
-    NEED_DATA,
     CancelRequest,
     GSSENCRequest,
     PostgresError,
@@ -21,16 +20,7 @@ from pointsman.wire.postgres import (
     StartupMessage,
 )
 
-
-def three_ways(parse: Callable[[bytes], Any], data: bytes, trailing: bytes = b"Q\x00\x00") -> Any:
-    """Feed ``data`` whole, as every prefix, and with trailing bytes; expect one answer."""
-    for i in range(len(data)):
-        assert parse(data[:i]) is NEED_DATA, f"prefix of {i} bytes"
-    whole = parse(data)
-    assert whole is not NEED_DATA
-    assert parse(data + trailing) == whole
-    assert parse(memoryview(data)) == whole
-    return whole
+three_ways = partial(feed_three_ways, trailing=b"Q\x00\x00")
 
 
 def startup(params: list[tuple[str, str]], version: int = 196608) -> bytes:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeding import three_ways as feed_three_ways
 from pointsman.wire import proxy_protocol as pp
-from pointsman.wire.proxy_protocol import NEED_DATA, ProxyHeader, ProxyProtocolError
+from pointsman.wire.proxy_protocol import ProxyHeader, ProxyProtocolError
 
-
-def three_ways(parse: Callable[[bytes], Any], data: bytes, trailing: bytes = b"hello") -> Any:
-    """Feed ``data`` whole, as every prefix, and with trailing bytes; expect one answer."""
-    for i in range(len(data)):
-        assert parse(data[:i]) is NEED_DATA, f"prefix of {i} bytes"
-    whole = parse(data)
-    assert whole is not NEED_DATA
-    assert parse(data + trailing) == whole
-    assert parse(memoryview(data)) == whole
-    return whole
+three_ways = partial(feed_three_ways, trailing=b"hello")
 
 
 # haproxy 2.6, `send-proxy-v2 proxy-v2-options crc32c,unique-id`, unique-id-format abc123.

@@ -5,28 +5,17 @@ from __future__ import annotations
 import contextlib
 import ssl
 import struct
-from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeding import three_ways as feed_three_ways
 from pointsman.wire import tls_hello
 from pointsman.wire.tls_hello import NEED_DATA, ClientHello, TlsHelloError, TlsHelloTooLarge
 
-
-def three_ways(
-    parse: Callable[[bytes], Any], data: bytes, trailing: bytes = b"\x17\x03\x03"
-) -> Any:
-    """Feed ``data`` whole, as every prefix, and with trailing bytes; expect one answer."""
-    for i in range(len(data)):
-        assert parse(data[:i]) is NEED_DATA, f"prefix of {i} bytes"
-    whole = parse(data)
-    assert whole is not NEED_DATA
-    assert parse(data + trailing) == whole
-    assert parse(bytearray(data)) == whole
-    return whole
+three_ways = partial(feed_three_ways, trailing=b"\x17\x03\x03")
 
 
 def openssl_hello(server_name: str | None, alpn: list[str] | None = None) -> bytes:
