@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -27,6 +27,7 @@ __all__ = [
     "ConfigIssue",
     "Limits",
     "LoggingConfig",
+    "ProcessConfig",
     "TcpListener",
     "Upstream",
     "load",
@@ -87,12 +88,31 @@ class LoggingConfig(Base):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+MAX_WORKERS = 1024
+
+
+class ProcessConfig(Base):
+    """The leader and its workers.
+
+    ``workers = "auto"`` starts one worker per core the process may run on.
+    ``drain_timeout`` bounds how long a graceful quit or a reload lets open
+    connections finish before cutting them. ``pidfile`` is where the leader
+    writes its pid (``pointsman reload|quit|stop`` read it).
+    """
+
+    workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] | Literal["auto"] = 1
+    drain_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    pidfile: str | None = None
+    ready_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+
+
 class Config(Base):
     """The whole file once every section has converted."""
 
     listeners: list[Listener] = msgspec.field(default_factory=list)
     upstreams: dict[str, Upstream] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    process: ProcessConfig = msgspec.field(default_factory=ProcessConfig)
     source: str = ""
 
 
@@ -172,6 +192,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "listeners": Listener,
     "upstreams": Upstream,
     "logging": LoggingConfig,
+    "process": ProcessConfig,
 }
 
 

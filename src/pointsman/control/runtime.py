@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,19 @@ from pointsman.serve import tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.upstream.pool import Pool
 
-__all__ = ["STARTERS", "Runtime", "run"]
+__all__ = ["SHARED_SOCKETS", "STARTERS", "Runtime", "run"]
 
 Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
+}
+
+# Listener kinds that bind through ``ServeContext.listening_sockets``, with the
+# socket type they listen on: a leader binds these once for all its workers.
+# Kinds not listed bind in each worker with SO_REUSEPORT.
+SHARED_SOCKETS: dict[type, int] = {
+    TcpListener: socket.SOCK_STREAM,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25
@@ -53,21 +61,30 @@ class Runtime:
     """The listeners of one config, and the loop-level chores around them."""
 
     def __init__(self, config: Config, config_path: str | None = None,
-                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+                 inherited: dict[str, list[socket.socket]] | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.drain_timeout = drain_timeout
+        self.inherited = dict(inherited or {})
         self.events = JsonLog(config.logging.events, config.logging.level)
         self.access = JsonLog(config.logging.access, buffered=True)
         self.listeners: list[Running] = []
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
+        self._stopping = False
+        # Under a leader the leader's events are the ones people read; a worker's own
+        # ``worker_stopping``/``worker_stopped`` are detail.
+        self.role = ""
+        self.role_level = "info"
 
     def _context(self, config: Config) -> ServeContext:
+        inherited, self.inherited = self.inherited, {}  # sockets a leader bound: used once
         return ServeContext(loop=asyncio.get_running_loop(), access=self.access,
                             events=self.events, pools=build_pools(config),
-                            config_dir=Path(config.source).parent if config.source else Path())
+                            config_dir=Path(config.source).parent if config.source else Path(),
+                            inherited=inherited)
 
     async def _start_all(self, config: Config) -> list[Running]:
         ctx = self._context(config)
@@ -82,11 +99,13 @@ class Runtime:
             raise
         return started
 
-    async def start(self) -> None:
+    async def start(self, announce: bool = True) -> None:
+        """Start every listener; ``announce`` the ``ready`` event (a worker's leader does)."""
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
-        self.events.event("info", "ready", pid=os.getpid(), version=__version__,
-                          listeners=self.describe())
+        if announce:
+            self.events.event("info", "ready", pid=os.getpid(), version=__version__,
+                              listeners=self.describe())
 
     def describe(self) -> dict[str, list[str]]:
         return {running.name: [f"{host}:{port}" for host, port in running.addresses]
@@ -97,16 +116,26 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self._flusher = loop.call_later(ACCESS_FLUSH_INTERVAL, self._schedule_flush)
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, worker: bool = False) -> None:
+        """nginx's signals; a ``worker`` leaves HUP to its leader, which starts new workers."""
         loop = asyncio.get_running_loop()
         actions: dict[signal.Signals, Callable[[], Awaitable[Any]]] = {
-            signal.SIGHUP: self.reload,
             signal.SIGQUIT: lambda: self.stop(graceful=True),
             signal.SIGTERM: lambda: self.stop(graceful=False),
             signal.SIGINT: lambda: self.stop(graceful=False),
+            signal.SIGUSR1: self.reopen_logs,
         }
+        if worker:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        else:
+            actions[signal.SIGHUP] = self.reload
         for signum, action in actions.items():
             loop.add_signal_handler(signum, self._spawn, action)
+
+    async def reopen_logs(self) -> None:
+        """USR1, as nginx: logrotate moved the files; open them again by name."""
+        self.access.reopen()
+        self.events.reopen()
 
     def _spawn(self, action: Callable[[], Awaitable[Any]]) -> None:
         task = asyncio.ensure_future(action())
@@ -139,7 +168,12 @@ class Runtime:
         return True
 
     async def stop(self, graceful: bool) -> None:
-        self.events.event("info", "stopping", graceful=graceful,
+        if self._stopping:
+            if not graceful:  # TERM during a graceful drain: cut what is left now
+                await asyncio.gather(*(running.drain(0.0) for running in self.listeners))
+            return
+        self._stopping = True
+        self.events.event(self.role_level, f"{self.role}stopping", graceful=graceful,
                           active=sum(running.active for running in self.listeners))
         for running in self.listeners:
             running.stop_accepting()
@@ -148,7 +182,7 @@ class Runtime:
         if self._flusher is not None:
             self._flusher.cancel()
         self.access.close()
-        self.events.event("info", "stopped")
+        self.events.event(self.role_level, f"{self.role}stopped")
         self.stopped.set()
 
 
