@@ -22,12 +22,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "AdminConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
     "Limits",
     "LoggingConfig",
+    "NatsConfig",
     "ProcessConfig",
+    "RegistryConfig",
+    "RouteConfig",
     "TcpListener",
     "Upstream",
     "load",
@@ -97,13 +101,62 @@ class ProcessConfig(Base):
     ``workers = "auto"`` starts one worker per core the process may run on.
     ``drain_timeout`` bounds how long a graceful quit or a reload lets open
     connections finish before cutting them. ``pidfile`` is where the leader
-    writes its pid (``pointsman reload|quit|stop`` read it).
+    writes its pid (``pointsman reload|quit|stop`` read it). ``state_file``
+    keeps admin-API route changes and drained endpoints across restarts.
     """
 
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] | Literal["auto"] = 1
     drain_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     pidfile: str | None = None
     ready_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    state_file: str | None = None
+class NatsConfig(Base):
+    """The NATS cluster that gorouter-style clients register routes on.
+
+    Present means "use it": the route registry subscribes to
+    ``router.register``/``router.unregister`` on these servers.
+    ``credentials`` is a ``.creds`` file (JWT + nkey seed), relative to this file.
+    """
+
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    name: str = "pointsman"
+    credentials: str | None = None
+
+
+class RegistryConfig(Base):
+    """gorouter's registration timing, in seconds (its defaults).
+
+    ``prune_threshold`` is gorouter's ``droplet_stale_threshold`` and
+    ``minimum_register_interval`` its ``start_response_delay_interval``; both are
+    announced in ``router.start``.
+    """
+
+    prune_threshold: float = 120.0
+    prune_interval: float = 30.0
+    minimum_register_interval: float = 5.0
+    suspend_pruning_if_nats_unavailable: bool = True
+
+
+class AdminConfig(Base):
+    """The admin HTTP API. ``token`` falls back to ``POINTSMAN_ADMIN_TOKEN``."""
+
+    listen: str = "127.0.0.1:9901"
+    token: str | None = None
+
+
+class RouteConfig(Base):
+    """A route from the file: never pruned, changed only by a reload.
+
+    ``uris`` are gorouter route keys (``host`` or ``host/path``, ``*.`` wildcards);
+    ``endpoints`` are ``host:port``. ``tls`` means the endpoints speak TLS.
+    """
+
+    uris: list[str]
+    endpoints: list[str]
+    balance: Literal["round_robin", "least_conn"] = "round_robin"
+    tls: bool = False
+    app: str = ""
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Config(Base):
@@ -113,6 +166,10 @@ class Config(Base):
     upstreams: dict[str, Upstream] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     process: ProcessConfig = msgspec.field(default_factory=ProcessConfig)
+    nats: NatsConfig | None = None
+    registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
+    admin: AdminConfig | None = None
+    routes: list[RouteConfig] = msgspec.field(default_factory=list)
     source: str = ""
 
 
@@ -193,6 +250,10 @@ _SECTION_TYPES: dict[str, Any] = {
     "upstreams": Upstream,
     "logging": LoggingConfig,
     "process": ProcessConfig,
+    "nats": NatsConfig,
+    "registry": RegistryConfig,
+    "admin": AdminConfig,
+    "routes": RouteConfig,
 }
 
 
@@ -202,6 +263,13 @@ def _convert_section(key: str, value: Any, kind: Any, file: str, locator: _KeyLo
     if key == "listeners":
         if not isinstance(value, list):
             issues.append(ConfigIssue(file, key, "expected an array of tables ([[listeners]])",
+                                      locator.line(key)))
+            return []
+        return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
+                for i, item in enumerate(value)]
+    if key == "routes":
+        if not isinstance(value, list):
+            issues.append(ConfigIssue(file, key, "expected an array of tables ([[routes]])",
                                       locator.line(key)))
             return []
         return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
@@ -323,7 +391,38 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                     raise ValueError(f"expected a non-zero port in {endpoint!r}")
             except ValueError as exc:
                 add(f"{at}.endpoints[{j}]", str(exc))
+    issues.extend(_check_registry(config, add))
     return issues
+
+
+def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
+    """The ``[nats]``, ``[registry]``, ``[admin]`` and ``[[routes]]`` sections.
+
+    Issues go through ``add``; the return value is always empty so the caller's
+    ``extend`` reads naturally.
+    """
+    if config.nats is not None and not config.nats.servers:
+        add("nats.servers", "expected at least one 'nats://host:port'")
+    for name in ("prune_threshold", "prune_interval", "minimum_register_interval"):
+        if getattr(config.registry, name) <= 0:
+            add(f"registry.{name}", "expected a positive number of seconds")
+    if config.admin is not None:
+        try:
+            parse_listen(config.admin.listen)
+        except ValueError as exc:
+            add("admin.listen", str(exc))
+    for i, route in enumerate(config.routes):
+        if not route.uris:
+            add(f"routes[{i}].uris", "expected at least one uri")
+        if not route.endpoints:
+            add(f"routes[{i}].endpoints", "expected at least one 'host:port'")
+        for j, endpoint in enumerate(route.endpoints):
+            try:
+                if parse_listen(endpoint)[1] == 0:
+                    raise ValueError(f"expected a non-zero port in {endpoint!r}")
+            except ValueError as exc:
+                add(f"routes[{i}].endpoints[{j}]", str(exc))
+    return []
 
 
 def resolve_path(config: Config, value: str) -> Path:

@@ -93,6 +93,22 @@ class Channel:
                 continue
             self.on_message(message)
 
+    def drain_inbox(self) -> None:
+        """Read whatever the peer wrote before it went (its last words come first)."""
+        while not self.closed:
+            self._on_readable()
+            if self.closed:
+                return
+            try:
+                pending = self.sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return
+            except OSError:
+                pending = b""
+            if not pending:
+                self.close()
+                return
+
     def close(self) -> None:
         if self.closed:
             return

@@ -34,23 +34,36 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client import CollectorRegistry
 
 from pointsman import __version__
-from pointsman.config import Config, ConfigError
+from pointsman.config import Config, ConfigError, parse_listen, resolve_path
 from pointsman.control import notify
+from pointsman.control.admin import Admin
+from pointsman.control.admin_state import AdminState, default_state_file
 from pointsman.control.channel import Channel
 from pointsman.control.daemon import remove_pidfile, write_pidfile
+from pointsman.control.fanout import (
+    FanoutDriver,
+    LeaderRoutePlane,
+    nats_snapshot,
+    worker_routing_config,
+)
+from pointsman.control.leader_admin import install_leader
 from pointsman.control.logs import JsonLog
+from pointsman.control.metrics import Aggregator
 from pointsman.control.runtime import SHARED_SOCKETS
-from pointsman.control.sockets import SocketTable
+from pointsman.control.sockets import SocketTable, format_address
 from pointsman.control.supervise import Backoff, StartFailed, Worker, describe_status
 from pointsman.control.validate import validate
 from pointsman.control.worker import LEADER_SIGNALS, WorkerSpec, run_worker
+from pointsman.wire.gorouter import RegistryMessage, decode_registration, encode_registration
 
 __all__ = ["Leader", "serve", "worker_count"]
 
 FAST_STOP_TIMEOUT = 5.0
 KILL_WAIT = 2.0
+CALL_TIMEOUT = 2.0
 
 
 def worker_count(config: Config) -> int:
@@ -89,12 +102,25 @@ class Leader:
         self.hooks: list[Callable[[Leader], Awaitable[None]]] = []
         self._backoff = Backoff()
         self._reload_lock = asyncio.Lock()
+        # The leader's own copy of the route registry (for the admin API and metrics;
+        # the workers hold theirs for traffic), admin-API changes, and worker counters.
+        self.metrics_registry = CollectorRegistry(auto_describe=True)
+        self.plane = LeaderRoutePlane(config, self.events, self.metrics_registry)
+        self.state = AdminState(_state_file(config, config_path))
+        self.admin: Admin | None = None
+        self.aggregator = Aggregator()
+        self.restarts = 0
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._next_call = 0
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Start, serve until stopped; the process's exit code."""
         self._install_signal_handlers()
+        self.state.load()
+        if self.state.error:
+            self.events.event("warning", "admin_state_unreadable", error=self.state.error)
         try:
             self.worker_config = self._prepare(self.config)
             self.generation = 1
@@ -107,6 +133,7 @@ class Leader:
         self.current = {worker.slot: worker for worker in started}
         self.listeners = started[0].listeners if started else {}
         try:
+            await self._start_control()
             if self.pidfile is not None:
                 write_pidfile(self.pidfile)
             for hook in self.hooks:
@@ -117,12 +144,43 @@ class Leader:
             await self.stop(graceful=False)
             return 1
         self.events.event("info", "ready", pid=os.getpid(), version=__version__,
-                          workers=len(started), listeners=self.listeners)
+                          workers=len(started), listeners=self.listeners,
+                          admin=self.admin_addresses())
         notify.ready(f"{len(started)} workers")
         if self.report is not None:
             self.report("ready\n")
         await self.stopped.wait()
         return self.exit_code
+
+    async def _start_control(self) -> None:
+        """The leader's route registry (with the admin API's saved routes) and admin API."""
+        await self.plane.start()
+        driver = self.plane.driver
+        if isinstance(driver, FanoutDriver):
+            driver.forward = self.broadcast
+        if driver is not None:
+            for body in self.state.bodies():
+                driver.register(decode_registration(body), "admin")
+            driver.publish_now()
+        await self._start_admin(self.config)
+
+    async def _start_admin(self, config: Config) -> None:
+        if config.admin is None:
+            return
+        token = config.admin.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
+        if token is None:
+            self.events.event("warning", "admin_token_missing",
+                              detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
+                                     "every endpoint but /health answers 401")
+        admin = Admin(token, self.events)
+        install_leader(admin, self)
+        await admin.start(*parse_listen(config.admin.listen))
+        self.admin = admin
+
+    def admin_addresses(self) -> list[str]:
+        if self.admin is None:
+            return []
+        return [format_address(host, port) for host, port in self.admin.addresses]
 
     def _fail_report(self, error: str) -> None:
         if self.report is not None:
@@ -164,7 +222,7 @@ class Leader:
             else:
                 concrete = self.sockets.reserve(listener.name, listen, socket.SOCK_STREAM)
                 listeners.append(msgspec.structs.replace(listener, listen=concrete))
-        return msgspec.structs.replace(config, listeners=listeners)
+        return worker_routing_config(msgspec.structs.replace(config, listeners=listeners))
 
     def _retain_sockets(self, config: Config) -> None:
         slots = worker_count(config)
@@ -198,7 +256,9 @@ class Leader:
         ours, theirs = socket.socketpair()
         spec = WorkerSpec(config=config, config_path=self.config_path, slot=slot,
                           generation=generation, channel=theirs,
-                          inherited=self.sockets.for_slot(slot))
+                          inherited=self.sockets.for_slot(slot),
+                          admin_routes=self.state.bodies(), drained=set(self.state.drained),
+                          nats_routes=self._nats_routes())
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
@@ -212,13 +272,18 @@ class Leader:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         worker = Worker(pid=pid, slot=slot, generation=generation, channel=None,
-                        ready=loop.create_future(), exited=loop.create_future())
+                        ready=loop.create_future(), exited=loop.create_future(),
+                        on_reply=self._on_reply)
         channel = Channel(ours, loop, worker.on_message, lambda: None)
         worker.channel = channel
         channel.start()
         self.workers[pid] = worker
         self.events.event("debug", "worker_started", pid=pid, slot=slot, generation=generation)
         return worker
+
+    def _nats_routes(self) -> list[str]:
+        driver = self.plane.driver
+        return nats_snapshot(self.plane.registry, driver.now()) if driver is not None else []
 
     def _reap(self) -> None:
         """SIGCHLD: collect every exited worker; restart the ones that crashed."""
@@ -234,6 +299,7 @@ class Leader:
                 continue
             was_ready = worker.is_ready
             worker.on_exit(status)
+            self.aggregator.retire(worker.stats)
             if worker.retiring or self.stopping or not was_ready:
                 self.events.event("debug", "worker_exited", pid=pid, slot=worker.slot,
                                   generation=worker.generation, status=describe_status(status))
@@ -241,6 +307,7 @@ class Leader:
             if self.current.get(worker.slot) is not worker:
                 continue
             delay = self._backoff.next_delay(worker.slot, time.monotonic() - worker.started)
+            self.restarts += 1
             self.events.event("error", "worker_crashed", pid=pid, slot=worker.slot,
                               generation=worker.generation, status=describe_status(status),
                               restart_in=delay)
@@ -316,15 +383,28 @@ class Leader:
             self.events = JsonLog(config.logging.events, config.logging.level)
         else:
             self.events.reopen()
+        admin_changed = config.admin != self.config.admin
         self.config = config
         self.listeners = started[0].listeners if started else {}
         self.reloads += 1
+        self.plane.reload(config)
+        if admin_changed:
+            await self._restart_admin(config)
         for worker in old:
             worker.retire(signal.SIGQUIT)
         self._retain_sockets(config)
         self.events.event("info", "reloaded", generation=generation, workers=len(started),
                           listeners=self.listeners)
         return {"ok": True, "generation": generation, "listeners": self.listeners}
+
+    async def _restart_admin(self, config: Config) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None
+        try:
+            await self._start_admin(config)
+        except OSError as exc:
+            self.events.event("error", "admin_start_failed", error=str(exc))
 
     def _refuse(self, errors: list[str]) -> dict[str, Any]:
         self.events.event("error", "reload_refused", errors=errors)
@@ -355,11 +435,77 @@ class Leader:
         halting = self.spawn(lambda: self._halt(list(self.workers.values()), signum, timeout))
         self.sockets.close()  # as nginx: new connections are refused from now on
         await halting
+        if self.admin is not None:
+            await self.admin.close()
+        await self.plane.stop()
         if self.pidfile is not None:
             remove_pidfile(self.pidfile)
         self.events.event("info", "stopped")
         self.events.close()
         self.stopped.set()
+
+    # -- what the admin interface asks --------------------------------------------------------
+
+    def clock(self) -> float:
+        return time.time()
+
+    def live_stats(self) -> list[dict[str, Any]]:
+        return [worker.stats for worker in self.workers.values() if worker.stats]
+
+    def active(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for stats in self.live_stats():
+            for name, count in (stats.get("active") or {}).items():
+                totals[name] = totals.get(name, 0) + int(count)
+        return totals
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for worker in list(self.workers.values()):
+            if worker.channel is not None and not worker.retiring:
+                worker.channel.send(message)
+
+    def route_changed(self, op: str, message: RegistryMessage) -> None:
+        """An admin-API change the leader applied: every worker applies it; it is saved."""
+        self.broadcast({"type": "route", "op": op,
+                        "body": encode_registration(message).decode()})
+        if op == "register":
+            self.state.registered(message)
+        else:
+            self.state.unregistered(message)
+
+    def drain(self, upstream: str, endpoint: str, on: bool) -> None:
+        self.state.drain(upstream, endpoint, on)
+        self.broadcast({"type": "drain", "upstream": upstream, "endpoint": endpoint, "on": on})
+        self.events.event("info", "endpoint_drained" if on else "endpoint_undrained",
+                          upstream=upstream, endpoint=endpoint)
+
+    async def ask(self, op: str) -> list[Any]:
+        """Ask every serving worker ``op``; the answers that came within ``CALL_TIMEOUT``."""
+        loop = asyncio.get_running_loop()
+        pending = []
+        for worker in self.current.values():
+            if worker.channel is None or not worker.alive:
+                continue
+            self._next_call += 1
+            future: asyncio.Future[Any] = loop.create_future()
+            self._calls[self._next_call] = future
+            pending.append((self._next_call, future))
+            worker.channel.send({"type": "call", "id": self._next_call, "op": op})
+        if pending:
+            await asyncio.wait([future for _, future in pending], timeout=CALL_TIMEOUT)
+        answers = []
+        for call, future in pending:
+            self._calls.pop(call, None)
+            if future.done():
+                answers.append(future.result())
+            else:
+                future.cancel()
+        return answers
+
+    def _on_reply(self, message: dict[str, Any]) -> None:
+        future = self._calls.get(int(message.get("id") or 0))
+        if future is not None and not future.done():
+            future.set_result(message.get("result"))
 
     # -- what the admin interface shows -------------------------------------------------------
 
@@ -381,6 +527,12 @@ class Leader:
                 for worker in sorted(self.workers.values(), key=lambda w: (w.generation, w.slot))
             ],
         }
+
+
+def _state_file(config: Config, config_path: str | None) -> Path | None:
+    if config.process.state_file:
+        return resolve_path(config, config.process.state_file)
+    return default_state_file(config_path)
 
 
 def serve(config: Config, config_path: str | None = None, pidfile: Path | None = None,

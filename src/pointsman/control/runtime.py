@@ -23,7 +23,11 @@ from typing import Any
 
 from pointsman import __version__
 from pointsman.config import Config, ConfigError, TcpListener, Upstream, load, parse_listen
+from pointsman.control.admin import Admin
+from pointsman.control.admin_routes import install_health, install_metrics, install_routes
+from pointsman.control.counters import CountingSink
 from pointsman.control.logs import JsonLog
+from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import tcp
 from pointsman.serve.context import Running, ServeContext
@@ -70,24 +74,49 @@ class Runtime:
         self.events = JsonLog(config.logging.events, config.logging.level)
         self.access = JsonLog(config.logging.access, buffered=True)
         self.listeners: list[Running] = []
+        self.counts = CountingSink(self.access)
+        self.context: ServeContext | None = None
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
-        self._stopping = False
         # Under a leader the leader's events are the ones people read; a worker's own
         # ``worker_stopping``/``worker_stopped`` are detail.
         self.role = ""
         self.role_level = "info"
+        self.routes = RoutePlane(config, self.events)
+        self.admin: Admin | None = None
+        self.stopping = False
+        # A worker leaves the admin API to its leader.
+        self.serve_admin = True
 
     def _context(self, config: Config) -> ServeContext:
         inherited, self.inherited = self.inherited, {}  # sockets a leader bound: used once
-        return ServeContext(loop=asyncio.get_running_loop(), access=self.access,
+        return ServeContext(loop=asyncio.get_running_loop(), access=self.counts,
                             events=self.events, pools=build_pools(config),
+                            routes=self.routes.holder,
                             config_dir=Path(config.source).parent if config.source else Path(),
                             inherited=inherited)
 
+    async def _start_admin(self, config: Config) -> Admin | None:
+        """The admin API, when ``[admin]`` is configured; endpoint groups are added here."""
+        if config.admin is None:
+            return None
+        token = config.admin.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
+        if token is None:
+            self.events.event("warning", "admin_token_missing",
+                              detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
+                                     "every endpoint but /health answers 401")
+        admin = Admin(token, self.events)
+        install_health(admin, lambda: not self.stopping)
+        install_metrics(admin)
+        if self.routes.driver is not None:
+            install_routes(admin, self.routes.driver)
+        await admin.start(*parse_listen(config.admin.listen))
+        return admin
+
     async def _start_all(self, config: Config) -> list[Running]:
         ctx = self._context(config)
+        self.context = ctx
         started: list[Running] = []
         try:
             for listener in config.listeners:
@@ -101,11 +130,15 @@ class Runtime:
 
     async def start(self, announce: bool = True) -> None:
         """Start every listener; ``announce`` the ``ready`` event (a worker's leader does)."""
+        await self.routes.start()
+        if self.serve_admin:
+            self.admin = await self._start_admin(self.config)
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
+        admin = [f"{host}:{port}" for host, port in self.admin.addresses] if self.admin else []
         if announce:
             self.events.event("info", "ready", pid=os.getpid(), version=__version__,
-                              listeners=self.describe())
+                              listeners=self.describe(), admin=admin)
 
     def describe(self) -> dict[str, list[str]]:
         return {running.name: [f"{host}:{port}" for host, port in running.addresses]
@@ -159,6 +192,7 @@ class Runtime:
             self.events.event("error", "reload_refused", errors=str(exc).splitlines())
             return False
         old, self.listeners, self.config = self.listeners, new, config
+        self.routes.reload(config)
         self.access.reopen()
         self.events.reopen()
         for running in old:
@@ -168,17 +202,20 @@ class Runtime:
         return True
 
     async def stop(self, graceful: bool) -> None:
-        if self._stopping:
+        if self.stopping:
             if not graceful:  # TERM during a graceful drain: cut what is left now
                 await asyncio.gather(*(running.drain(0.0) for running in self.listeners))
             return
-        self._stopping = True
+        self.stopping = True
         self.events.event(self.role_level, f"{self.role}stopping", graceful=graceful,
                           active=sum(running.active for running in self.listeners))
         for running in self.listeners:
             running.stop_accepting()
         timeout = self.drain_timeout if graceful else 0.0
         await asyncio.gather(*(running.drain(timeout) for running in self.listeners))
+        if self.admin is not None:
+            await self.admin.close()
+        await self.routes.stop()
         if self._flusher is not None:
             self._flusher.cancel()
         self.access.close()

@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ class Worker:
     failure: str = ""
     listeners: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    on_reply: Callable[[dict[str, Any]], None] | None = None
 
     def on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -59,6 +61,8 @@ class Worker:
             self.failure = str(message.get("error", ""))
         elif kind == "stats":
             self.stats = message
+        elif kind == "reply" and self.on_reply is not None:
+            self.on_reply(message)
 
     def send(self, signum: int) -> None:
         if self.exited.done():
@@ -73,6 +77,7 @@ class Worker:
     def on_exit(self, status: int) -> None:
         """Called with the raw ``waitpid`` status once the process is gone."""
         if self.channel is not None:
+            self.channel.drain_inbox()
             self.channel.close()
         if not self.ready.done():
             reason = self.failure or f"worker {self.pid} {describe_status(status)} before ready"

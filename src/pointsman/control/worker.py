@@ -27,12 +27,13 @@ import socket
 import sys
 import traceback
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from pointsman.config import Config
 from pointsman.control.channel import Channel
 from pointsman.control.runtime import Runtime
+from pointsman.control.worker_ops import WorkerOps
 
 __all__ = ["LEADER_SIGNALS", "STATS_INTERVAL", "WorkerSpec", "run_worker"]
 
@@ -54,6 +55,9 @@ class WorkerSpec:
     generation: int
     channel: socket.socket
     inherited: dict[str, list[socket.socket]]
+    admin_routes: list[str] = field(default_factory=list)  # registration bodies, in order
+    drained: set[tuple[str, str]] = field(default_factory=set)  # (upstream, endpoint)
+    nats_routes: list[str] = field(default_factory=list)  # the leader's NATS routes now
 
     def descriptors(self) -> set[int]:
         fds = {self.channel.fileno()}
@@ -126,11 +130,25 @@ async def _serve(spec: WorkerSpec) -> int:
     runtime = Runtime(spec.config, spec.config_path, spec.config.process.drain_timeout,
                       spec.inherited)
     runtime.role, runtime.role_level = "worker_", "debug"
-    channel = Channel(spec.channel, loop, lambda message: None,
+    runtime.serve_admin = False
+    ops = WorkerOps(runtime)
+    ops.drained = set(spec.drained)
+
+    def on_message(message: dict[str, Any]) -> None:
+        reply = ops.handle(message)
+        if reply is not None:
+            channel.send(reply)
+
+    channel = Channel(spec.channel, loop, on_message,
                       lambda: runtime._spawn(lambda: runtime.stop(graceful=True)))
     channel.start()
     try:
         await runtime.start(announce=False)
+        for body in spec.nats_routes:
+            ops.apply_route("register", body, "nats")
+        for body in spec.admin_routes:
+            ops.apply_route("register", body)
+        ops.apply_drained()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
         runtime.events.event("error", "start_failed", pid=os.getpid(), error=error)
@@ -139,14 +157,15 @@ async def _serve(spec: WorkerSpec) -> int:
         return EXIT_START_FAILED
     runtime.install_signal_handlers(worker=True)
     channel.send({"type": "ready", "pid": os.getpid(), "listeners": runtime.describe()})
-    reporter = loop.create_task(_report(runtime, channel))
+    reporter = loop.create_task(_report(ops, channel))
     await runtime.stopped.wait()
     reporter.cancel()
+    channel.send(ops.stats())  # the final counts, so the leader's totals lose nothing
+    await asyncio.sleep(0)
     return 0
 
 
-async def _report(runtime: Runtime, channel: Channel) -> None:
+async def _report(ops: WorkerOps, channel: Channel) -> None:
     while not channel.closed:
         await asyncio.sleep(STATS_INTERVAL)
-        channel.send({"type": "stats",
-                      "active": {running.name: running.active for running in runtime.listeners}})
+        channel.send(ops.stats())

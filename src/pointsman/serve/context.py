@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pointsman.routing.table import TableHolder
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
@@ -58,6 +59,7 @@ class ServeContext:
     events: EventSink
     config_dir: Path = field(default_factory=Path)
     pools: dict[str, Pool] = field(default_factory=dict)
+    routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
     inherited: dict[str, list[socket.socket]] = field(default_factory=dict)
