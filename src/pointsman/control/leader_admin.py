@@ -10,7 +10,8 @@ in ``control.openapi``; the two must not drift (a test compares them).
   polls it and draws rates);
 * ``GET /config``: the running config with secrets replaced by ``"***"``;
 * ``GET|POST|DELETE /routes``: the route registry; changes go to every
-  worker at once and are persisted;
+  worker at once and are persisted (``GET /routes?workers=1``: each worker's
+  own table, to check they agree);
 * ``GET /upstreams``: each endpoint's health, connections and totals, summed
   over the workers; ``POST /drain``: take one endpoint out of balancing;
 * ``GET /connections``: open connections, per listener and a sample;
@@ -95,6 +96,8 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         return Response(200, body, CONTENT_TYPE_LATEST)
 
     async def list_routes(request: Request) -> Response:
+        if request.query.get("workers"):  # what each worker routes by: proof they agree
+            return Response.json(await leader.ask("routes"))
         driver = leader.plane.driver
         if driver is None:
             return Response.json({})

@@ -109,7 +109,10 @@ OPENAPI: dict[str, Any] = {
                                                    "content": {"text/plain": {}}},
                                            **_UNAUTHORIZED}}},
         "/routes": {
-            "get": {"summary": "The route registry, gorouter's /routes shape",
+            "get": {"summary": "The route registry, gorouter's /routes shape; with "
+                               "?workers=1, each worker's own route keys",
+                    "parameters": [{"name": "workers", "in": "query", "required": False,
+                                    "schema": {"type": "string"}}],
                     "responses": {"200": _json({"type": "object", "additionalProperties": {
                         "type": "array", "items": _OBJECT}}, "uri -> endpoints"),
                         **_UNAUTHORIZED}},

@@ -8,7 +8,7 @@ the worker's channel:
   exactly as the leader applied it to its own (so every worker routes alike);
 * ``drain`` -- take one upstream endpoint out of balancing (its open
   connections finish) or put it back;
-* ``call`` -- a question (``upstreams``, ``connections``) answered with a
+* ``call`` -- a question (``upstreams``, ``connections``, ``routes``) answered with a
   ``reply`` carrying the same ``id``.
 
 Every second the worker sends ``stats``: per-listener active connections,
@@ -19,6 +19,7 @@ leader sums into one ``/metrics``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -59,6 +60,8 @@ class WorkerOps:
                 result = self.upstreams()
             elif op == "connections":
                 result = self.connections()
+            elif op == "routes":
+                result = self.routes()
             return {"type": "reply", "id": message.get("id"), "result": result}
         return None
 
@@ -114,6 +117,15 @@ class WorkerOps:
                 "healthy": state.down_until <= now,
             } for state in pool.endpoints]
         return out
+
+    def routes(self) -> dict[str, Any]:
+        """The route keys and endpoint addresses this worker routes by, right now."""
+        registry = self.runtime.routes.registry
+        driver = self.runtime.routes.driver
+        now = driver.now() if driver is not None else 0.0
+        return {"pid": os.getpid(),
+                "routes": {key: sorted(row["address"] for row in rows)
+                           for key, rows in registry.describe(now).items()}}
 
     def connections(self) -> dict[str, Any]:
         now = time.monotonic()
