@@ -5,6 +5,8 @@
     pointsman check -c FILE.toml        validate a config (and its route modules), start nothing
     pointsman reload|quit|stop [-c FILE.toml | --pidfile PATH]
                                         signal the running leader: HUP, QUIT (drain), TERM
+    pointsman routes [-c FILE.toml | --admin URL --token T]
+                                        routes and upstream endpoints, health, counters
     pointsman tcp -c ROUTER.py [-h HOST] [-p PORT]
                                         ProxyMachine's command line: one content-aware TCP listener
     pointsman version
@@ -88,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="worker processes (default %(default)s)")
     tcp.add_argument("--help", action="help", help="show this help and exit")
 
+    routes = commands.add_parser("routes", help="routes and upstream endpoints with health "
+                                                "and counters, from the admin API")
+    routes.add_argument("-c", "--config", metavar="FILE",
+                        help="config whose [admin] names the address and token")
+    routes.add_argument("--admin", metavar="URL",
+                        help=f"admin API base URL (default http://{DEFAULT_ADMIN})")
+    routes.add_argument("--token", help="bearer token (default: the config's, or "
+                                        "$POINTSMAN_ADMIN_TOKEN)")
+    routes.add_argument("--json", action="store_true", help="print the raw JSON instead")
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -102,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_with_workers(config, args.workers), None)
     if args.command in SIGNALS:
         return _signal(args)
+    if args.command == "routes":
+        return _routes(args)
     config_or_code = _load(args.config, check_modules=args.command == "check")
     if isinstance(config_or_code, int):
         return config_or_code
@@ -112,6 +126,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _with_workers(config_or_code, args.workers)
     pidfile = _serve_pidfile(config, args.pidfile, args.daemon)
     return _run(config, str(Path(args.config).resolve()), pidfile, args.daemon)
+
+
+DEFAULT_ADMIN = "127.0.0.1:9901"
+
+
+def _routes(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from pointsman.control.routes_cli import AdminUnreachable, fetch, render_tables
+
+    base, token = args.admin, args.token
+    if args.config:
+        config_or_code = _load(args.config, check_modules=False)
+        if isinstance(config_or_code, int):
+            return config_or_code
+        if config_or_code.admin is not None:
+            base = base or f"http://{config_or_code.admin.listen}"
+            token = token or config_or_code.admin.token
+    base = base or f"http://{DEFAULT_ADMIN}"
+    token = token or os.environ.get("POINTSMAN_ADMIN_TOKEN")
+    try:
+        routes = fetch(base, "/routes", token)
+        upstreams = fetch(base, "/upstreams", token)
+    except AdminUnreachable as exc:
+        print(f"pointsman routes: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"routes": routes, "upstreams": upstreams}, indent=2))
+    else:
+        sys.stdout.write(render_tables(routes, upstreams))
+    return 0
 
 
 SIGNALS = {"reload": signal.SIGHUP, "quit": signal.SIGQUIT, "stop": signal.SIGTERM}

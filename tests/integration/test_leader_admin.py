@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from registry_support import TOKEN, admin_call, admin_url, routes, wait_until
-from test_process import LoadLoop, children, config_text, request
+from test_process import LoadLoop, _command, children, config_text, request
 
 from conftest import NatsServer, Pointsman, ThreadedServer
 
@@ -171,3 +171,25 @@ async def test_nats_registrations_reach_every_worker_and_one_router_start(
     assert len(starts) == 1  # one router, however many workers
     await client.close()
 
+
+
+def test_routes_command_prints_a_table(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path],
+        echo_server: Callable[..., ThreadedServer], tmp_path: Path) -> None:
+    backend = echo_server()
+    handle = pointsman("serve", "-c", str(write_config(_config(backend, tmp_path))))
+    base = admin_url(handle)
+    body = {"uris": ["api.example.com"], "host": "127.0.0.1", "port": 7003, "app": "api"}
+    assert admin_call(base, "POST", "/routes", body)[0] == 200
+    assert request(handle.address("front"), b"x") == b"x"
+    wait_until(lambda: admin_call(base, "GET", "/upstreams")[1]["backend"][0]["total"] == 1)
+    shown = _command("routes", "--admin", base, "--token", TOKEN)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "ROUTES (1)"
+    assert lines[1].split() == ["ROUTE", "ENDPOINT", "SOURCE", "APP", "EXPIRES"]
+    assert lines[3].split() == ["api.example.com", "127.0.0.1:7003", "admin", "api", "-"]
+    assert ["backend", backend.address, "healthy", "0", "1", "0"] in [
+        line.split() for line in lines]
+    refused = _command("routes", "--admin", base, "--token", "wrong")
+    assert refused.returncode == 1 and "401" in refused.stderr
