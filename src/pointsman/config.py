@@ -90,6 +90,8 @@ class LoggingConfig(Base):
     access: str = "stdout"
     events: str = "stderr"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # Keys kept in each access record, in this order; empty keeps every key.
+    access_fields: list[str] = msgspec.field(default_factory=list)
 
 
 MAX_WORKERS = 1024

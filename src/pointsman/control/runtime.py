@@ -72,7 +72,8 @@ class Runtime:
         self.drain_timeout = drain_timeout
         self.inherited = dict(inherited or {})
         self.events = JsonLog(config.logging.events, config.logging.level)
-        self.access = JsonLog(config.logging.access, buffered=True)
+        self.access = JsonLog(config.logging.access, buffered=True,
+                              fields=config.logging.access_fields)
         self.listeners: list[Running] = []
         self.counts = CountingSink(self.access)
         self.context: ServeContext | None = None
