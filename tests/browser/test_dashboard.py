@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Pointsman, ThreadedServer
+from harness import Pointsman, ThreadedServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from registry_support import TOKEN, admin_url

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from conftest import Pointsman
+from harness import Pointsman
 
 TOKEN = "test-token"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from registry_support import TOKEN, admin_call, admin_url, routes, wait_until
 from test_process import LoadLoop, _command, children, config_text, request
 
-from conftest import NatsServer, Pointsman, ThreadedServer
+from harness import NatsServer, Pointsman, ThreadedServer
 
 ADMIN = f"""
 [admin]

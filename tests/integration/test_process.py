@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Pointsman, ThreadedServer, _environment
+from harness import ROOT, Pointsman, ThreadedServer, _environment
 
 RELOADS = 10
 LOAD_CLIENTS = 4

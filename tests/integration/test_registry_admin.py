@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from registry_support import TOKEN, admin_call, admin_url, routes
 
-from conftest import Pointsman
+from harness import Pointsman
 
 CONFIG = f"""
 [admin]

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 from registry_support import TOKEN, admin_call, admin_url, routes
 
-from conftest import NatsServer, Pointsman
+from harness import NatsServer, Pointsman
 
 Factory = Callable[..., Pointsman]
 WriteConfig = Callable[[str], Path]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Pointsman, ThreadedServer
+from harness import Pointsman, ThreadedServer, echo
 
 
 def _router(write_config: Callable[[str, str], Path], body: str) -> Path:
@@ -71,7 +71,7 @@ def test_static_upstream_connects_before_the_client_speaks(
         sock.sendall(b"220 ready\r\n")
         echo(sock)
 
-    from conftest import echo
+
 
     backend = echo_server(banner)
     config = write_config(f"""
@@ -166,3 +166,37 @@ def test_connect_error_handler_names_another_backend(
     """)
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
     assert _exchange(proxy.address("tcp"), b"hello") == b"hello"
+
+
+def test_slow_reader_keeps_rss_flat_over_200_mib(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
+        echo_server: Callable[..., ThreadedServer]) -> None:
+    total = 200 << 20
+    block = b"\0" * (1 << 20)
+
+    def firehose(sock: socket.socket) -> None:
+        sock.recv(2)  # closing with unread bytes would reset the connection
+        for _ in range(total // len(block)):
+            sock.sendall(block)
+
+    backend = echo_server(firehose)
+    router = _router(write_config, f"""
+        def route(data, conn):
+            return "{backend.address}"
+    """)
+    proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
+    baseline = proxy.rss_kib()
+    peak = baseline
+    received = 0
+    with socket.create_connection(proxy.address("tcp"), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.sendall(b"go")
+        reads = 0
+        while chunk := sock.recv(1 << 18):
+            received += len(chunk)
+            reads += 1
+            if reads % 64 == 0:
+                time.sleep(0.01)  # a reader slower than the backend can write
+                peak = max(peak, proxy.rss_kib())
+    assert received == total
+    assert peak - baseline < 16 * 1024, f"RSS grew from {baseline} KiB to {peak} KiB"

@@ -31,6 +31,7 @@ from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import tcp
 from pointsman.serve.context import Running, ServeContext
+from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
 
 __all__ = ["SHARED_SOCKETS", "STARTERS", "Runtime", "run"]
@@ -89,10 +90,14 @@ class Runtime:
         self.stopping = False
         # A worker leaves the admin API to its leader.
         self.serve_admin = True
+        self.poller: Poller | None = None
 
     def _context(self, config: Config) -> ServeContext:
         inherited, self.inherited = self.inherited, {}  # sockets a leader bound: used once
-        return ServeContext(loop=asyncio.get_running_loop(), access=self.counts,
+        loop = asyncio.get_running_loop()
+        if self.poller is None:
+            self.poller = Poller(loop)
+        return ServeContext(loop=loop, poller=self.poller, access=self.counts,
                             events=self.events, pools=build_pools(config),
                             routes=self.routes.holder,
                             config_dir=Path(config.source).parent if config.source else Path(),

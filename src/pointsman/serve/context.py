@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pointsman.routing.table import TableHolder
+from pointsman.serve.poller import Poller
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
@@ -55,6 +56,7 @@ class Running(Protocol):
 @dataclass(slots=True)
 class ServeContext:
     loop: asyncio.AbstractEventLoop
+    poller: Poller
     access: RecordSink
     events: EventSink
     config_dir: Path = field(default_factory=Path)

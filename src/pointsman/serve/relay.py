@@ -23,6 +23,8 @@ import socket
 import sys
 from collections.abc import Callable
 
+from pointsman.serve.poller import Poller
+
 __all__ = ["SPLICE_AVAILABLE", "PipePool", "Relay"]
 
 SPLICE_AVAILABLE = sys.platform == "linux" and hasattr(os, "splice")
@@ -84,13 +86,13 @@ class Half:
     ``src`` (the replayed buffer, a PROXY protocol header).
     """
 
-    __slots__ = ("_reading", "backlog", "done", "dst", "dst_fd", "eof", "loop", "moved",
+    __slots__ = ("_reading", "backlog", "done", "dst", "dst_fd", "eof", "moved", "poller",
                  "relay", "src", "src_fd")
 
     def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
                  backlog: bytes) -> None:
         self.relay = relay
-        self.loop = relay.loop
+        self.poller = relay.poller
         self.src = src
         self.dst = dst
         self.src_fd = src.fileno()
@@ -107,23 +109,23 @@ class Half:
 
     def stop(self) -> None:
         if self._reading:
-            self.loop.remove_reader(self.src_fd)
+            self.poller.remove_reader(self.src_fd)
             self._reading = False
-        self.loop.remove_writer(self.dst_fd)
+        self.poller.remove_writer(self.dst_fd)
 
     def _resume(self) -> None:
         if not self._reading and not self.eof:
             self._reading = True
-            self.loop.add_reader(self.src_fd, self.on_readable)
+            self.poller.add_reader(self.src_fd, self.on_readable)
 
     def _pause(self) -> None:
         if self._reading:
             self._reading = False
-            self.loop.remove_reader(self.src_fd)
+            self.poller.remove_reader(self.src_fd)
 
     def _wait_writable(self) -> None:
         self._pause()
-        self.loop.add_writer(self.dst_fd, self.on_writable)
+        self.poller.add_writer(self.dst_fd, self.on_writable)
 
     def _flush_backlog(self) -> bool:
         """Send the backlog; ``False`` when ``dst`` is full and a writer waits."""
@@ -145,7 +147,7 @@ class Half:
         return True
 
     def on_writable(self) -> None:
-        self.loop.remove_writer(self.dst_fd)
+        self.poller.remove_writer(self.dst_fd)
         if self.backlog is not None and not self._flush_backlog():
             return
         if not self.drain():
@@ -281,12 +283,13 @@ class Relay:
     """
 
     __slots__ = ("_idle_handle", "_last_moved", "_on_done", "backend", "client", "down",
-                 "idle_timeout", "loop", "pipes", "reason", "up")
+                 "idle_timeout", "loop", "pipes", "poller", "reason", "up")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket,
+    def __init__(self, loop: asyncio.AbstractEventLoop, poller: Poller, client: socket.socket,
                  backend: socket.socket, *, pipes: PipePool | None, to_backend: bytes = b"",
                  idle_timeout: float = 300.0, on_done: Callable[[str], None]) -> None:
         self.loop = loop
+        self.poller = poller
         self.client = client
         self.backend = backend
         self.pipes = pipes if pipes is not None else PipePool(0)

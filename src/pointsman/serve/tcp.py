@@ -20,6 +20,7 @@ import socket
 import time
 import traceback
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from pointsman.config import Limits, TcpListener
@@ -67,6 +68,7 @@ class TcpServer:
         self.limits: Limits = config.limits
         self.ctx = ctx
         self.loop = ctx.loop
+        self.poller = ctx.poller
         self.route = route
         self.pool: Pool | None = ctx.pools[config.upstream] if config.upstream else None
         self.sockets = sockets
@@ -87,14 +89,14 @@ class TcpServer:
     def start(self) -> None:
         self.accepting = True
         for sock in self.sockets:
-            self.loop.add_reader(sock.fileno(), self._on_acceptable, sock)
+            self.poller.add_reader(sock.fileno(), partial(self._on_acceptable, sock))
 
     def stop_accepting(self) -> None:
         if not self.accepting:
             return
         self.accepting = False
         for sock in self.sockets:
-            self.loop.remove_reader(sock.fileno())
+            self.poller.remove_reader(sock.fileno())
             sock.close()
 
     async def drain(self, timeout: float) -> None:
@@ -128,11 +130,11 @@ class TcpServer:
     def _pause_accepting(self, listening: socket.socket, exc: OSError) -> None:
         """Out of descriptors: back off briefly instead of spinning on a ready socket."""
         self.ctx.events.event("error", "accept_failed", listener=self.name, error=str(exc))
-        self.loop.remove_reader(listening.fileno())
+        self.poller.remove_reader(listening.fileno())
 
         def resume() -> None:
             if self.accepting:
-                self.loop.add_reader(listening.fileno(), self._on_acceptable, listening)
+                self.poller.add_reader(listening.fileno(), partial(self._on_acceptable, listening))
 
         self.loop.call_later(ACCEPT_PAUSE_ON_EMFILE, resume)
 
@@ -150,13 +152,14 @@ class Session:
     """
 
     __slots__ = ("_decision_timer", "_reading", "attempts", "backend", "buffer", "client",
-                 "conn", "connect_timer", "endpoint", "fd", "loop", "relay", "remote", "route",
-                 "server", "started", "task", "tried")
+                 "conn", "connect_timer", "endpoint", "fd", "loop", "poller", "relay", "remote",
+                 "route", "server", "started", "task", "tried")
 
     def __init__(self, server: TcpServer, sock: socket.socket, address: Any) -> None:
         # Per-server state
         self.server = server
         self.loop = server.loop
+        self.poller = server.poller
         # Per-connection state
         self.client = sock
         self.fd = sock.fileno()
@@ -194,12 +197,12 @@ class Session:
     def _read(self) -> None:
         if not self._reading:
             self._reading = True
-            self.loop.add_reader(self.fd, self._on_readable)
+            self.poller.add_reader(self.fd, self._on_readable)
 
     def _stop_reading(self) -> None:
         if self._reading:
             self._reading = False
-            self.loop.remove_reader(self.fd)
+            self.poller.remove_reader(self.fd)
 
     def _on_readable(self) -> None:
         try:
@@ -339,14 +342,14 @@ class Session:
             timeout = self.route.connect_timeout if self.route and self.route.connect_timeout \
                 else self.server.limits.connect_timeout
             self.connect_timer = self.loop.call_later(timeout, self._connect_timed_out)
-            self.loop.add_writer(backend.fileno(), self._on_connect_ready)
+            self.poller.add_writer(backend.fileno(), self._on_connect_ready)
         else:
             self._connect_failed(OSError(code, errno.errorcode.get(code, str(code))))
 
     def _on_connect_ready(self) -> None:
         backend = self.backend
         assert backend is not None
-        self.loop.remove_writer(backend.fileno())
+        self.poller.remove_writer(backend.fileno())
         if self.connect_timer is not None:
             self.connect_timer.cancel()
             self.connect_timer = None
@@ -360,7 +363,7 @@ class Session:
         self.connect_timer = None
         backend = self.backend
         if backend is not None:
-            self.loop.remove_writer(backend.fileno())
+            self.poller.remove_writer(backend.fileno())
         self._connect_failed(TimeoutError("connect timed out"))
 
     def _drop_backend(self) -> None:
@@ -399,7 +402,7 @@ class Session:
             self.endpoint.active += 1
             self.endpoint.total += 1
         idle = self.route.inactivity_timeout or self.server.limits.idle_timeout
-        self.relay = Relay(self.loop, self.client, backend, pipes=self.server.pipes,
+        self.relay = Relay(self.loop, self.poller, self.client, backend, pipes=self.server.pipes,
                            to_backend=bytes(self.buffer), idle_timeout=idle,
                            on_done=self._relay_done)
         self.buffer = bytearray()
@@ -425,7 +428,7 @@ class Session:
         if self.connect_timer is not None:
             self.connect_timer.cancel()
             if self.backend is not None:
-                self.loop.remove_writer(self.backend.fileno())
+                self.poller.remove_writer(self.backend.fileno())
         if self.task is not None:
             self.task.cancel()
         self._drop_backend()
