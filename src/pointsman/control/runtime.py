@@ -22,14 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from pointsman import __version__
-from pointsman.config import Config, ConfigError, TcpListener, Upstream, load, parse_listen
+from pointsman.config import (
+    Config,
+    ConfigError,
+    HttpListener,
+    TcpListener,
+    Upstream,
+    load,
+    parse_listen,
+)
 from pointsman.control.admin import Admin
 from pointsman.control.admin_routes import install_health, install_metrics, install_routes
 from pointsman.control.counters import CountingSink
 from pointsman.control.logs import JsonLog
 from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
-from pointsman.serve import tcp
+from pointsman.serve import http1, tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
@@ -40,6 +48,7 @@ Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
+    HttpListener: http1.start,
 }
 
 # Listener kinds that bind through ``ServeContext.listening_sockets``, with the
@@ -47,6 +56,7 @@ STARTERS: dict[type, Starter] = {
 # Kinds not listed bind in each worker with SO_REUSEPORT.
 SHARED_SOCKETS: dict[type, int] = {
     TcpListener: socket.SOCK_STREAM,
+    HttpListener: socket.SOCK_STREAM,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25

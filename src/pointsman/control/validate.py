@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pointsman.config import Config, ConfigError, ConfigIssue, load
-from pointsman.routing.loader import RouteLoadError, load_route_function
+from pointsman.routing.loader import RouteLoadError, load_route_module
 
 __all__ = ["check_route_modules", "validate"]
 
@@ -30,7 +30,7 @@ def check_route_modules(config: Config) -> None:
         route = getattr(listener, "route", None)
         if isinstance(route, str) and route:
             try:
-                load_route_function(route, base)
+                load_route_module(route, base)
             except RouteLoadError as exc:
                 issues.append(ConfigIssue(config.source, f"listeners[{index}].route", str(exc)))
     if issues:

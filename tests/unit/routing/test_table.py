@@ -108,10 +108,13 @@ def test_100k_hosts_lookup_time_independent_of_size() -> None:
     assert len(big) == 100_000
     assert build < 5.0
     probes = [f"app{i}.apps.example.com" for i in range(10)] * 100
-    small_cost = min(_lookup_cost(small, probes) for _ in range(3))
-    big_cost = min(_lookup_cost(big, probes) for _ in range(3))
+    # Minimums over several runs, and ratios rather than absolute times, so other
+    # work on the machine does not decide the outcome.
+    small_cost = min(_lookup_cost(small, probes) for _ in range(7))
+    big_cost = min(_lookup_cost(big, probes) for _ in range(7))
     assert big_cost < small_cost * 3, (small_cost, big_cost)
     start = time.perf_counter()
     changed = big.with_changes([pool("new.example.com")], ["app5.apps.example.com"])
     change = time.perf_counter() - start
-    assert len(changed) == 100_000 and change < 0.05
+    assert len(changed) == 100_000
+    assert change < build / 20, (change, build)  # proportional to the change, not the table
