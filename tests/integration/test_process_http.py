@@ -68,3 +68,22 @@ def test_ten_reloads_under_http_load_give_only_2xx(
     assert failures == []
     assert set(statuses) == {200}, statuses
     assert statuses[200] > 100
+
+
+def test_http_metrics_are_summed_over_workers(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path],
+        backend: Backend, tmp_path: Path) -> None:
+    from registry_support import TOKEN, admin_call, admin_url, wait_until
+
+    text = http_config([{"host": "app.test", "endpoints": [backend.address]}])
+    path = write_config(f'[process]\nworkers = 2\nstate_file = "{tmp_path / "s.json"}"\n'
+                        f'[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n' + text)
+    proxy = pointsman("serve", "-c", str(path))
+    base = admin_url(proxy)
+    for _ in range(60):
+        assert get(proxy.address("web"), "app.test", "/y")[0] == 200
+    line = 'pointsman_http_requests_total{listener="web",route="app.test",status="200"} 60.0'
+    wait_until(lambda: line in admin_call(base, "GET", "/metrics")[1], timeout=5)
+    served = [worker["active"] for worker in admin_call(base, "GET", "/status")[1]["workers"]]
+    assert len(served) == 2
+    assert admin_call(base, "GET", "/stats")[1]["requests"]["web"] == 60
