@@ -6,12 +6,13 @@ Adding a scenario is adding a module here and a line to ``SCENARIOS``.
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import http, http_keepalive, tcp_bulk, tcp_short
+from bench.scenarios import http, http_keepalive, tcp_bulk, tcp_short, workers
 
 __all__ = ["DEFAULT", "SCENARIOS"]
 
 SCENARIOS: dict[str, Scenario] = {
-    module.SCENARIO.name: module.SCENARIO for module in (tcp_bulk, tcp_short, http_keepalive, http)
+    module.SCENARIO.name: module.SCENARIO
+    for module in (tcp_bulk, tcp_short, http_keepalive, http, workers)
 }
 
 # What a bare `python -m bench` runs: the scenarios whose subject exists.

@@ -99,7 +99,6 @@ class Leader:
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.exit_code = 0
-        self.hooks: list[Callable[[Leader], Awaitable[None]]] = []
         self._backoff = Backoff()
         self._reload_lock = asyncio.Lock()
         # The leader's own copy of the route registry (for the admin API and metrics;
@@ -136,8 +135,6 @@ class Leader:
             await self._start_control()
             if self.pidfile is not None:
                 write_pidfile(self.pidfile)
-            for hook in self.hooks:
-                await hook(self)
         except Exception as exc:
             self.events.event("error", "start_failed", error=str(exc))
             self._fail_report(str(exc))
