@@ -32,7 +32,7 @@ app = "shop"
 """
 
 
-def test_dashboard_renders_routes_and_a_live_chart(
+def test_dashboard_asks_for_the_token_then_renders_routes_and_a_live_chart(
         pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path],
         echo_server: Callable[..., ThreadedServer], tmp_path: Path) -> None:
     if not shutil.which(CHROMIUM):
@@ -51,6 +51,10 @@ def test_dashboard_renders_routes_and_a_live_chart(
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(base + "/")
             expect(page.locator("#login")).to_be_visible()
+            page.fill("#token", "wrong")
+            page.click("#login button")
+            expect(page.locator("#login-error")).to_contain_text("refused")
+            expect(page.locator("#app")).to_be_hidden()
             page.fill("#token", TOKEN)
             page.click("#login button")
             expect(page.locator("#app")).to_be_visible()
@@ -61,7 +65,7 @@ def test_dashboard_renders_routes_and_a_live_chart(
             expect(page.locator("#upstreams tbody")).to_contain_text("healthy")
             page.wait_for_function(
                 "() => Number(document.getElementById('rps').textContent) > 10", timeout=10_000)
-            page.wait_for_function("() => history.filter(p => p.rps > 0).length >= 8",
+            page.wait_for_function("() => history.filter(p => p.rps > 0).length >= 5",
                                    timeout=10_000)
             drawn = page.evaluate("""() => {
                 const c = document.getElementById('chart');
@@ -81,22 +85,3 @@ def test_dashboard_renders_routes_and_a_live_chart(
             browser.close()
     assert load.errors == []
 
-
-def test_a_wrong_token_keeps_the_prompt(
-        pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path],
-        echo_server: Callable[..., ThreadedServer]) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
-    handle = pointsman("serve", "-c", str(write_config(config_text(echo_server())
-                                                        + CONFIG_EXTRA)))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(admin_url(handle) + "/")
-            page.fill("#token", "wrong")
-            page.click("#login button")
-            expect(page.locator("#login-error")).to_contain_text("refused")
-            expect(page.locator("#app")).to_be_hidden()
-        finally:
-            browser.close()
