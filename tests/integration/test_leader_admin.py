@@ -121,6 +121,10 @@ def test_connections_lists_open_ones(
         assert sock.recv(10) == b"hold"
         body = admin_call(base, "GET", "/connections")[1]
         assert body["connections"][0]["listener"] == "front"
+        per_worker = admin_call(base, "GET", "/workers/connections")[1]
+        assert len(per_worker) == 2
+        assert sum(answer["active"].get("front", 0) for answer in per_worker) == 1
+        assert admin_call(base, "GET", "/workers/nope")[0] == 404
         wait_until(lambda: admin_call(base, "GET", "/stats")[1]["active"].get("front") == 1)
 
 

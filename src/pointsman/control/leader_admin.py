@@ -16,7 +16,10 @@ in ``control.openapi``; the two must not drift (a test compares them).
   over the workers; ``POST /drain``: take one endpoint out of balancing;
 * ``GET /connections``: open connections, per listener and a sample;
 * ``POST /reload``: the HUP reload, answering with its errors when refused;
-* ``GET /metrics``: Prometheus, one exposition for all workers.
+* ``GET /metrics``: Prometheus, one exposition for all workers;
+* ``GET /workers/NAME``: every worker's answer to a question other subsystems
+  register in ``control.worker_ops.WORKER_CALLS`` (the dashboard shows
+  ``gateway`` and ``provision`` when they exist).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pointsman.control.admin import Admin, HttpError, Request, Response
 from pointsman.control.admin_routes import install_health
 from pointsman.control.metrics import family_names, process_families, render
 from pointsman.control.openapi import OPENAPI
+from pointsman.control.worker_ops import WORKER_CALLS
 from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
 if TYPE_CHECKING:
@@ -162,6 +166,12 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         result = await leader.reload()
         return Response.json(result, 200 if result.get("ok") else 422)
 
+    async def per_worker(request: Request) -> Response:
+        op = request.path.removeprefix("/workers/")
+        if op not in WORKER_CALLS and op not in ("upstreams", "connections", "routes"):
+            raise HttpError(404, f"workers answer no {op!r}")
+        return Response.json(await leader.ask(op))
+
     async def openapi(request: Request) -> Response:
         return Response.json(OPENAPI)
 
@@ -187,6 +197,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
     admin.add("POST", "/drain", drain)
     admin.add("GET", "/connections", connections)
     admin.add("POST", "/reload", reload)
+    admin.add("GET", "/workers", per_worker, prefix=True)
     admin.add("GET", "/openapi.json", openapi, public=True)
     admin.add("GET", "/", static, public=True)
     admin.add("GET", "/dashboard", static, public=True)

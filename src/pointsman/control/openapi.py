@@ -141,6 +141,13 @@ OPENAPI: dict[str, Any] = {
                                  "which endpoint"),
             "responses": {"200": _json(_OBJECT, "applied in every worker; persisted"),
                           "404": _ERROR, **_UNAUTHORIZED}}},
+        "/workers/{name}": {"get": {
+            "summary": "Every worker's answer to a named question (upstreams, connections, "
+                       "routes, and what subsystems register: gateway, provision, ...)",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "array", "items": _OBJECT}, "one per worker"),
+                          "404": _ERROR, **_UNAUTHORIZED}}},
         "/connections": _get("Open connections per listener and a sample of them", _OBJECT),
         "/reload": {"post": {
             "summary": "Reload the config file, as SIGHUP; a broken file is refused",

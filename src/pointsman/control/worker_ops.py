@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, generate_latest
@@ -29,7 +30,12 @@ from pointsman.control.runtime import Runtime
 from pointsman.discovery.registry import Source
 from pointsman.wire.gorouter import MalformedRegistration, decode_registration
 
-__all__ = ["MAX_CONNECTIONS_LISTED", "WorkerOps"]
+__all__ = ["MAX_CONNECTIONS_LISTED", "WORKER_CALLS", "WorkerOps"]
+
+# Questions other subsystems teach workers to answer (gateway sockets, provisioned
+# backends, ...): ``WORKER_CALLS["gateway"] = lambda runtime: {...}`` makes
+# ``GET /workers/gateway`` on the leader's admin API return every worker's answer.
+WORKER_CALLS: dict[str, Callable[[Runtime], Any]] = {}
 
 MAX_CONNECTIONS_LISTED = 100
 DRAINED = math.inf
@@ -62,6 +68,11 @@ class WorkerOps:
                 result = self.connections()
             elif op == "routes":
                 result = self.routes()
+            elif isinstance(op, str) and op in WORKER_CALLS:
+                try:
+                    result = WORKER_CALLS[op](self.runtime)
+                except Exception as exc:  # a broken probe must not take the worker down
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
             return {"type": "reply", "id": message.get("id"), "result": result}
         return None
 

@@ -141,7 +141,7 @@ async function refreshSlow() {
     [w.retiring ? pill("draining", "warn") : w.ready ? pill("serving", "ok") : pill("starting", "warn")],
     [Math.round(w.uptime) + "s", "num"], [String(sum(w.active)), "num"],
   ]), 6, "no workers");
-  for (const [id, path] of [["gateway", "/gateway"], ["provision", "/provision"]]) {
+  for (const [id, path] of [["gateway", "/workers/gateway"], ["provision", "/workers/provision"]]) {
     const body = await api(path).catch(() => null);
     $(id + "-section").hidden = !body;
     if (body) { $(id).textContent = JSON.stringify(body, null, 2); }
