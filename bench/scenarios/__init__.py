@@ -6,7 +6,7 @@ Adding a scenario is adding a module here and a line to ``SCENARIOS``.
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import http, http_keepalive, tcp_bulk, tcp_short, workers
+from bench.scenarios import gateway, http, http_keepalive, tcp_bulk, tcp_short, workers
 
 __all__ = ["DEFAULT", "SCENARIOS"]
 
@@ -14,6 +14,7 @@ SCENARIOS: dict[str, Scenario] = {
     module.SCENARIO.name: module.SCENARIO
     for module in (tcp_bulk, tcp_short, http_keepalive, http, workers)
 }
+SCENARIOS.update({s.name: s for s in (gateway.GATEWAY_JSON, gateway.GATEWAY_MSGPACK)})
 
 # What a bare `python -m bench` runs: the scenarios whose subject exists.
 DEFAULT = ("tcp_bulk", "tcp_short")

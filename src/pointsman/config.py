@@ -26,6 +26,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "GatewayLimits",
+    "GatewayListener",
     "HttpLimits",
     "HttpListener",
     "HttpRoute",
@@ -121,7 +123,42 @@ class HttpListener(Base, tag="http", tag_field="protocol"):
     limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
 
-Listener = TcpListener | HttpListener
+class GatewayLimits(Limits):
+    """Limits of a message gateway listener, on top of the common ones.
+
+    ``max_message_size``: larger client messages close the socket with 1009;
+    ``queue_bytes``: bytes waiting to be written to one slow client before it
+    is closed with 1008; ``max_inflight``: unacked deliveries per socket before
+    reading from it pauses; ``delivery_timeout``: seconds an instance has to
+    ack a delivery before it is dropped.
+    """
+
+    max_message_size: int = 1024 * 1024
+    queue_bytes: int = 1024 * 1024
+    max_inflight: int = 256
+    delivery_timeout: float = 5.0
+
+
+class GatewayListener(Base, tag="gateway", tag_field="protocol"):
+    """A WebSocket message gateway: envelopes routed by path to announced services.
+
+    ``gateway_name`` is what services list in their ``gateway_names``;
+    ``path`` is where the WebSocket is accepted; plain GETs elsewhere are
+    served from ``static`` (a folder, relative to this file) when set.
+    """
+
+    name: str
+    listen: str
+    encoding: Literal["json", "msgpack", "protobuf"] = "json"
+    gateway_name: str = "gateway"
+    nats_url: str = "nats://127.0.0.1:4222"
+    path: str = "/ws"
+    static: str | None = None
+    announce_interval: float = 2.0
+    limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
+
+
+Listener = TcpListener | HttpListener | GatewayListener
 
 
 class Upstream(Base):

@@ -25,6 +25,7 @@ from pointsman import __version__
 from pointsman.config import (
     Config,
     ConfigError,
+    GatewayListener,
     HttpListener,
     TcpListener,
     Upstream,
@@ -37,7 +38,7 @@ from pointsman.control.counters import CountingSink
 from pointsman.control.logs import JsonLog
 from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
-from pointsman.serve import http1, tcp
+from pointsman.serve import gateway_server, http1, tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
@@ -49,6 +50,7 @@ Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
     HttpListener: http1.start,
+    GatewayListener: gateway_server.start,
 }
 
 # Listener kinds that bind through ``ServeContext.listening_sockets``, with the
@@ -57,6 +59,7 @@ STARTERS: dict[type, Starter] = {
 SHARED_SOCKETS: dict[type, int] = {
     TcpListener: socket.SOCK_STREAM,
     HttpListener: socket.SOCK_STREAM,
+    GatewayListener: socket.SOCK_STREAM,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25

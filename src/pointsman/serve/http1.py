@@ -128,7 +128,7 @@ class HttpServer:
         self._idle = asyncio.Event()
         self._idle.set()
         prefix = os.urandom(10).hex()
-        self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-"
+        self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-".encode()
         self._rid_counter = int.from_bytes(os.urandom(4), "big")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -201,7 +201,7 @@ class HttpServer:
 
     def request_id(self) -> bytes:
         self._rid_counter = (self._rid_counter + 1) & 0xFFFFFFFFFFFF
-        return f"{self._rid_prefix}{self._rid_counter:012x}".encode()
+        return b"%s%012x" % (self._rid_prefix, self._rid_counter)
 
 
 class ClientConnection(RequestParser, asyncio.Protocol):
@@ -313,7 +313,10 @@ class ClientConnection(RequestParser, asyncio.Protocol):
     # -- RequestParser hooks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # RequestParser.on_message_begin, inlined: this runs for every request.
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
         self.partial = True
         self.read_deadline = time.monotonic() + self.server.limits.header_timeout
         self.read_kind = "header"
@@ -392,9 +395,9 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             exchange.tunnel_done(reason)
 
         self.tunnel = Tunnel(self.flow, upstream, done, time.monotonic())
+        self.tunnel.start(backlog, to_client)
         if self.write_paused:
             self.tunnel.client_full(True)
-        self.tunnel.start(backlog, to_client)
 
     # -- errors and deadlines ---------------------------------------------------------------
 
@@ -444,9 +447,13 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             current.timed_out()
         kind = self.read_kind
         if kind and now > self.read_deadline:
-            if kind == "keepalive" or (kind == "header" and not self.partial
-                                       and self.current is None):
-                self.abort("idle")
+            if kind == "body" and self.flow is not None and self.flow.reasons:
+                # Reading is paused by the proxy (the upstream is slow): not the client's fault.
+                self.read_deadline = now + self.server.limits.body_timeout
+            elif kind == "keepalive" or (kind == "header" and not self.partial
+                                         and self.current is None):
+                if self.transport is not None:
+                    self.transport.close()
             elif self.current is not None and self.current.response_started:
                 self.abort("slow_client")
             else:

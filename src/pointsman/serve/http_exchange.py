@@ -32,6 +32,8 @@ from pointsman.wire.forward import (
 from pointsman.wire.http1 import (
     CHUNK_END,
     CRLF,
+    HAS_APP_INSTANCE,
+    HAS_COOKIE,
     IDEMPOTENT,
     RequestHead,
     ResponseHead,
@@ -144,10 +146,14 @@ class Exchange:
             return
         self.pool = pool
         self.route = server.chooser.route(pool)
-        pinned = self._pinned()
-        if isinstance(pinned, bool):
-            return
-        self.sticky = sticky_request(head, server.sticky_names) if server.sticky_names else None
+        pinned = None
+        if head.flags & HAS_APP_INSTANCE:
+            found = self._pinned()
+            if isinstance(found, bool):
+                return
+            pinned = found
+        if head.flags & HAS_COOKIE and server.sticky_names:
+            self.sticky = sticky_request(head, server.sticky_names)
         self._pick(pinned)
 
     def _pinned(self) -> EndpointState | bool | None:
@@ -193,12 +199,13 @@ class Exchange:
         state.active += 1
         state.total += 1
         server = self.client.server
-        conn = server.pool.acquire(self.endpoint.address)
+        address = route.addresses[id(state)]
+        conn = server.pool.acquire(address)
         if conn is not None:
             self._attach(conn)
         else:
             endpoint = self.endpoint
-            server.pool.connect(endpoint.host, endpoint.port, endpoint.address, self._connected)
+            server.pool.connect(endpoint.host, endpoint.port, address, self._connected)
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         client = self.client
