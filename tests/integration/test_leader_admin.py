@@ -197,3 +197,31 @@ def test_routes_command_prints_a_table(
         line.split() for line in lines]
     refused = _command("routes", "--admin", base, "--token", "wrong")
     assert refused.returncode == 1 and "401" in refused.stderr
+
+
+def test_gateway_listener_runs_in_two_workers_and_reports_its_sockets(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path],
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    from websockets.sync.client import connect
+
+    text = f"""
+[process]
+workers = 2
+state_file = "{tmp_path / "state.json"}"
+
+[[listeners]]
+name = "ws"
+protocol = "gateway"
+listen = "127.0.0.1:0"
+nats_url = "{nats_server.url}"
+""" + ADMIN
+    handle = pointsman("serve", "-c", str(write_config(text)))
+    base = admin_url(handle)
+    host, port = handle.address("ws")
+    with connect(f"ws://{host}:{port}/ws", open_timeout=5):
+        wait_until(lambda: sum(answer["ws"]["sockets"] for answer in
+                               admin_call(base, "GET", "/workers/gateway")[1]) == 1)
+    handle.signal(signal.SIGHUP)
+    handle.wait_event("reloaded")
+    with connect(f"ws://{host}:{port}/ws", open_timeout=5):
+        pass

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from pointsman.config import Config
+from pointsman.control import probes
 from pointsman.control.channel import Channel
 from pointsman.control.runtime import Runtime
 from pointsman.control.worker_ops import WorkerOps
@@ -40,6 +41,7 @@ __all__ = ["LEADER_SIGNALS", "STATS_INTERVAL", "WorkerSpec", "run_worker"]
 LEADER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
                             signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
 STATS_INTERVAL = 1.0
+BUILT_IN_PROBES = (probes.gateway,)  # registered in WORKER_CALLS on import
 EXIT_START_FAILED = 1
 EXIT_CRASHED = 70
 PROCESS_NAME = b"pointsman-wrk"
