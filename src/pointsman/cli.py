@@ -192,7 +192,9 @@ def _signal(args: argparse.Namespace) -> int:
     if args.pidfile:
         pidfile = Path(args.pidfile)
     elif args.config:
-        config_or_code = _load(args.config, check_modules=False)
+        # ``reload -c FILE`` checks the file first, as ``nginx -t``: a broken one is
+        # reported here and the leader is not disturbed.
+        config_or_code = _load(args.config, check_modules=args.command == "reload")
         if isinstance(config_or_code, int):
             return config_or_code
         pidfile = _serve_pidfile(config_or_code, None, daemon=True) or default_pidfile()

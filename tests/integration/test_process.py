@@ -302,6 +302,11 @@ def test_reload_quit_stop_commands_use_the_pidfile(
     assert pidfile.read_text().strip() == str(proxy.process.pid)
     assert _command("reload", "-c", str(path)).returncode == 0
     proxy.wait_event("reloaded")
+    good = path.read_text()
+    path.write_text(good.replace('upstream = "backend"', 'upstream = "nowhere"'))
+    broken = _command("reload", "-c", str(path))
+    assert broken.returncode == 1 and "nowhere" in broken.stderr
+    path.write_text(good)
     assert _command("quit", "--pidfile", str(pidfile)).returncode == 0
     assert proxy.process.wait(5) == 0
     assert not pidfile.exists()
