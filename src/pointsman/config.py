@@ -12,6 +12,7 @@ struct here and nowhere else.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -98,15 +99,17 @@ class HttpLimits(Base):
 
 
 class HttpRoute(Base):
-    """A static route: ``host`` (exact or ``*.suffix``), optional ``path`` prefix, endpoints.
+    """A static route: ``host`` (exact or ``*.suffix``), optional ``path`` prefix, a target.
 
-    Exactly one of ``upstream`` (a configured pool's name) and ``endpoints``.
+    Exactly one of ``upstream`` (a configured pool's name), ``endpoints``, and
+    ``root`` (a folder whose files answer the route, relative to the config file).
     """
 
     host: str
     path: str = ""
     upstream: str | None = None
     endpoints: list[str] = msgspec.field(default_factory=list)
+    root: str | None = None
     balance: Balance = "round_robin"
 
 
@@ -520,12 +523,13 @@ def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
 def _check_http(listener: HttpListener, at: str, config: Config,
                 add: Callable[[str, str], None]) -> None:
     """Values of an HTTP listener that msgspec cannot check; reported through ``add``."""
-    import ipaddress
-
     for j, route in enumerate(listener.routes):
         where = f"{at}.routes[{j}]"
-        if (route.upstream is None) == (not route.endpoints):
-            add(where, "expected exactly one of 'upstream' or 'endpoints'")
+        targets = (route.upstream is not None) + bool(route.endpoints) + (route.root is not None)
+        if targets != 1:
+            add(where, "expected exactly one of 'upstream', 'endpoints' or 'root'")
+        if route.root is not None and not resolve_path(config, route.root).is_dir():
+            add(f"{where}.root", f"no such folder: {resolve_path(config, route.root)}")
         if route.upstream is not None and route.upstream not in config.upstreams:
             add(f"{where}.upstream", f"no upstream named {route.upstream!r}")
         if not route.host or "/" in route.host:

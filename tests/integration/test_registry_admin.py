@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,3 +66,19 @@ def test_token_from_the_environment_and_metrics(
     assert "pointsman_registry_total_routes 2.0" in text
     assert "pointsman_registry_endpoints 4.0" in text
     assert admin_call(base, "GET", "/metrics", token=TOKEN)[0] == 401
+
+
+def test_reload_replaces_file_routes_and_keeps_api_routes(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path]) -> None:
+    path = write_config(CONFIG)
+    handle = pointsman("serve", "-c", str(path))
+    base = admin_url(handle)
+    body = {"uris": ["api.example.com"], "host": "127.0.0.1", "port": 7003}
+    assert admin_call(base, "POST", "/routes", body)[0] == 200
+    path.write_text(CONFIG.replace("static.example.com", "renamed.example.com"))
+    handle.signal(signal.SIGHUP)
+    handle.wait_event("static_routes_reloaded")
+    listed = routes(base)
+    assert "static.example.com" not in listed and "static.example.com/api" not in listed
+    assert len(listed["renamed.example.com"]) == 2
+    assert listed["api.example.com"][0]["source"] == "admin"

@@ -7,6 +7,7 @@ Each test publishes ``router.register`` exactly as a gorouter client does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -224,3 +225,41 @@ def _same_addresses(a: dict[str, Any], b: dict[str, Any]) -> bool:
     def shape(r: dict[str, Any]) -> dict[str, list[str]]:
         return {k: sorted(e["address"] for e in v) for k, v in r.items()}
     return shape(a) == shape(b)
+
+
+async def test_fails_over_to_the_second_server_keeping_routes(
+        nats_server: NatsServer, client: Client, pointsman: Factory,
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    second = NatsServer(tmp_path / "nats-second")
+    await asyncio.to_thread(second.start)
+    other = await nats.connect(second.url)
+    try:
+        starts = {nats_server.port: await client.subscribe("router.start"),
+                  second.port: await other.subscribe("router.start")}
+        await client.flush()
+        await other.flush()
+        text = config(nats_server.url).replace(
+            f'servers = ["{nats_server.url}"]', f'servers = ["{nats_server.url}", "{second.url}"]')
+        handle = pointsman("serve", "-c", str(write_config(text)))
+        base = admin_url(handle)
+        server = handle.wait_event("nats_connected")["server"]
+        first, spare = ((nats_server, second) if server.endswith(f":{nats_server.port}")
+                        else (second, nats_server))
+        first_client, spare_client = ((client, other) if first is nats_server
+                                      else (other, client))
+        await starts[first.port].next_msg(timeout=5)
+        await first_client.publish("router.register", registration("before.example.com", 9201))
+        await first_client.flush()
+        await wait_listed(base, lambda r: "before.example.com" in r)
+
+        await asyncio.to_thread(first.stop)
+        start = json.loads((await starts[spare.port].next_msg(timeout=10)).data)
+        assert start["pruneThresholdInSeconds"] == 120
+        assert "before.example.com" in await listed(base)
+        await spare_client.publish("router.register", registration("after.example.com", 9202))
+        await spare_client.flush()
+        await wait_listed(base, lambda r: "after.example.com" in r)
+    finally:
+        with contextlib.suppress(Exception):
+            await other.close()
+        await asyncio.to_thread(second.stop)

@@ -144,6 +144,8 @@ class Admin:
         route = self._exact.get((method, path))
         if route is not None:
             return route
+        if method == "HEAD":  # a GET without its body
+            return self._resolve("GET", path)
         for m, prefix, candidate in self._prefixes:
             if m == method and (path == prefix or path.startswith(prefix + "/")):
                 return candidate

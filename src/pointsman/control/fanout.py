@@ -21,7 +21,7 @@ from pointsman.config import Config
 from pointsman.control.route_plane import RoutePlane
 from pointsman.discovery.driver import RegistryDriver
 from pointsman.discovery.registry import Registration, Registry, Source
-from pointsman.wire.gorouter import LOAD_BALANCING, RegistryMessage, encode_registration
+from pointsman.wire.gorouter import LOAD_BALANCING, Options, RegistryMessage, encode_registration
 
 __all__ = ["FanoutDriver", "LeaderRoutePlane", "nats_snapshot", "worker_routing_config"]
 
@@ -72,6 +72,7 @@ def message_of(key: str, entry: Registration, registry: Registry) -> RegistryMes
     """A registration message that recreates ``entry`` under ``key`` in another registry."""
     endpoint = entry.endpoint
     balance = registry.balance_of(key) or ""
+    balancing = _GOROUTER_BALANCE.get(balance, "")
     return RegistryMessage(
         host=endpoint.host, port=0 if endpoint.tls else endpoint.port,
         tls_port=endpoint.port if endpoint.tls else 0, uris=(key,), app=endpoint.app,
@@ -79,8 +80,8 @@ def message_of(key: str, entry: Registration, registry: Registry) -> RegistryMes
         private_instance_id=endpoint.instance_id, private_instance_index=endpoint.instance_index,
         protocol=entry.protocol, route_service_url=endpoint.route_service_url,
         server_cert_domain_san=endpoint.server_cert_domain_san,
-        stale_threshold_in_seconds=int(entry.stale_after), tags=endpoint.tags,
-        load_balancing=_GOROUTER_BALANCE.get(balance, ""))
+        stale_threshold_in_seconds=int(entry.stale_after), tags=dict(endpoint.tags),
+        options=Options(loadbalancing=balancing) if balancing else None)
 
 
 def nats_snapshot(registry: Registry, now: float) -> list[str]:

@@ -75,6 +75,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         return Response.json(body)
 
     async def stats(request: Request) -> Response:
+        await leader.refresh_stats()
         live = leader.live_stats()
         return Response.json({
             "time": leader.clock(),
@@ -90,6 +91,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         return Response.json(redact(msgspec.to_builtins(leader.config)))
 
     async def metrics(request: Request) -> Response:
+        await leader.refresh_stats()
         live = leader.live_stats()
         own = list(leader.metrics_registry.collect())
         skip = family_names(leader.metrics_registry)

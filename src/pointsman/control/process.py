@@ -476,25 +476,34 @@ class Leader:
         self.events.event("info", "endpoint_drained" if on else "endpoint_undrained",
                           upstream=upstream, endpoint=endpoint)
 
-    async def ask(self, op: str) -> list[Any]:
-        """Ask every serving worker ``op``; the answers that came within ``CALL_TIMEOUT``."""
+    async def refresh_stats(self) -> None:
+        """Fresh counters from every worker, so a scrape sees requests made just before it."""
+        await self.ask("stats", remember=True)
+
+    async def ask(self, op: str, remember: bool = False) -> list[Any]:
+        """Ask every serving worker ``op``; the answers that came within ``CALL_TIMEOUT``.
+
+        With ``remember`` (for ``stats``) each answer also replaces that worker's stats.
+        """
         loop = asyncio.get_running_loop()
         pending = []
-        for worker in self.current.values():
+        for worker in list(self.workers.values()) if remember else self.current.values():
             if worker.channel is None or not worker.alive:
                 continue
             self._next_call += 1
             future: asyncio.Future[Any] = loop.create_future()
             self._calls[self._next_call] = future
-            pending.append((self._next_call, future))
+            pending.append((self._next_call, future, worker))
             worker.channel.send({"type": "call", "id": self._next_call, "op": op})
         if pending:
-            await asyncio.wait([future for _, future in pending], timeout=CALL_TIMEOUT)
+            await asyncio.wait([future for _, future, _ in pending], timeout=CALL_TIMEOUT)
         answers = []
-        for call, future in pending:
+        for call, future, worker in pending:
             self._calls.pop(call, None)
             if future.done():
                 answers.append(future.result())
+                if remember and isinstance(future.result(), dict):
+                    worker.stats = future.result()
             else:
                 future.cancel()
         return answers

@@ -2,9 +2,9 @@
 
 The runtime creates one ``RoutePlane`` for its whole life (reloads included):
 it owns the ``TableHolder`` every HTTP listener reads, seeds it with the
-file's ``[[routes]]``, and, when ``[nats]`` is configured, keeps it in step
-with gorouter-style registrations. Admin-fed and file routes work without
-NATS.
+file's routes (``[[routes]]`` and each listener's ``[[listeners.routes]]``)
+and, when ``[nats]`` is configured, keeps it in step with gorouter-style
+registrations. Admin-fed and file routes work without NATS.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class RoutePlane:
         settings = self.config.registry
         self.driver = self.driver_class(self.registry, loop, settings.prune_interval,
                                         self.events)
-        self.registry.replace_static(static_messages(self.config.routes), loop.time())
+        self.registry.replace_static(static_messages(self.config), loop.time())
         self.driver.start()
         if self.config.nats is not None:
             self.nats = NatsRegistry(self.config.nats, settings, self.driver, self.events,
@@ -59,7 +59,7 @@ class RoutePlane:
         self.config = config
         if self.driver is None:
             return
-        changed = self.registry.replace_static(static_messages(config.routes), self.driver.now())
+        changed = self.registry.replace_static(static_messages(config), self.driver.now())
         self.driver.publish_now()
         self.events.event("info", "static_routes_reloaded", changed=changed,
                           routes=len(config.routes))

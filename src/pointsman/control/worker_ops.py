@@ -68,6 +68,8 @@ class WorkerOps:
                 result = self.connections()
             elif op == "routes":
                 result = self.routes()
+            elif op == "stats":
+                result = self.stats()
             elif isinstance(op, str) and op in WORKER_CALLS:
                 try:
                     result = WORKER_CALLS[op](self.runtime)

@@ -53,6 +53,9 @@ class RegistryCollector(Collector):
         yield _counter("pointsman_registry_publishes", "route table snapshots published",
                        self.driver.publishes)
         yield _gauge("pointsman_registry_total_routes", "route keys in the table", len(registry))
+        yield _gauge("pointsman_registry_published_routes",
+                     "route keys in the published table (what requests see)",
+                     len(registry.table))
         yield _gauge("pointsman_registry_endpoints", "registered endpoints over all routes",
                      registry.endpoint_count)
         yield _gauge("pointsman_registry_pruning_suspended",

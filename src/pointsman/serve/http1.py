@@ -48,6 +48,7 @@ from pointsman.serve.http_exchange import Exchange
 from pointsman.serve.http_metrics import HttpStats, register
 from pointsman.serve.http_tunnel import Tunnel
 from pointsman.serve.http_upstream import ConnectionPool, UpstreamConnection
+from pointsman.serve.static import StaticFiles
 from pointsman.upstream.pool import EndpointStates
 from pointsman.wire.errors import RemoteProtocolError
 from pointsman.wire.http1 import (
@@ -71,6 +72,10 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
     """The routes written in the file, as the first table snapshot."""
     pools = []
     for route in config.routes:
+        key = route_key(route.host + route.path)
+        if route.root is not None:
+            pools.append(RoutePool(key, (), static_root=str(ctx.config_dir / route.root)))
+            continue
         if route.upstream is not None:
             addresses = [parse_listen(e) for e in _upstream_endpoints(ctx, route.upstream)]
         else:
@@ -78,7 +83,6 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
         endpoints = tuple(Endpoint(host, port, app=route.host, instance_id=f"{host}:{port}",
                                    instance_index=str(i))
                           for i, (host, port) in enumerate(addresses))
-        key = route_key(route.host + route.path)
         pools.append(RoutePool(key, endpoints, route.balance))
     return RouteTable.build(pools)
 
@@ -109,6 +113,7 @@ class HttpServer:
         self.ctx = ctx
         self.loop = ctx.loop
         self.routes = routes
+        self.sites: dict[str, StaticFiles] = {}
         self.live = EndpointStates(max_connections=config.limits.upstream_max_connections)
         self.chooser = Chooser(self.live)
         self.pool = ConnectionPool(ctx.loop, config.limits.upstream_pool_size,
@@ -183,6 +188,13 @@ class HttpServer:
         self.stats.active = len(self.connections)
         if not self.connections:
             self._idle.set()
+
+    def site(self, root: str) -> StaticFiles:
+        """The document root of a static route, opened once per listener."""
+        found = self.sites.get(root)
+        if found is None:
+            found = self.sites[root] = StaticFiles(root)
+        return found
 
     def trusted(self, ip: str) -> bool:
         if not self.trusted_networks:
@@ -305,6 +317,8 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         self.write_paused = False
         if self.tunnel is not None:
             self.tunnel.client_full(False)
+        elif self.current is not None and self.current.file is not None:
+            self.current.file.pump()
         elif self.current is not None and self.current.upstream is not None:
             flow = self.current.upstream.flow
             if flow is not None:

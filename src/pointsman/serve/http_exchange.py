@@ -15,6 +15,7 @@ idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from pointsman.config import parse_listen
@@ -50,6 +51,8 @@ MAX_RETRIES = 3
 REPLAY_LIMIT = 64 * 1024
 """Body bytes of an idempotent request kept so it can be retried after they were sent."""
 
+FILE_CHUNK = 256 * 1024
+"""Bytes of a static file read and written at a time."""
 COALESCE_LIMIT = 16 * 1024
 """Body bytes copied behind a response head to send both at once; larger go by writelines."""
 BACKLOG_HIGH = 256 * 1024
@@ -72,6 +75,7 @@ class Exchange:
         "client",
         "close",
         "endpoint",
+        "file",
         "head",
         "head_bytes",
         "head_out",
@@ -96,6 +100,7 @@ class Exchange:
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.head = head
+        self.file: FileSender | None = None
         self.start = time.monotonic()
         self.request_complete = False
         self.response_started = False
@@ -145,6 +150,9 @@ class Exchange:
                                             "does not exist.")
             return
         self.pool = pool
+        if pool.static_root:
+            self._serve_static(pool)
+            return
         self.route = server.chooser.route(pool)
         pinned = None
         if head.flags & HAS_APP_INSTANCE:
@@ -525,9 +533,41 @@ class Exchange:
         self._finish()
         self.client.exchange_done(self, close)
 
+    def _serve_static(self, pool: RoutePool) -> None:
+        """Answer from the route's folder; a file body streams as the client reads."""
+        client = self.client
+        head = self.head
+        answer = client.server.site(pool.static_root).respond(
+            head.method, head.target, {name.lower(): value for name, value in head.headers},
+            _context_path(pool).decode("latin-1").rstrip("/"))
+        self.status = answer.status
+        self.response_started = True
+        unread = head.has_body and not self.request_complete
+        self.close = self.close or unread
+        lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status, HTTPStatus(answer.status).phrase.encode())]
+        lines.extend(name + b": " + value + b"\r\n" for name, value in answer.headers)
+        if self.close:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        assert client.transport is not None
+        client.transport.write(b"".join(lines) + answer.body)
+        if answer.path is not None and answer.length:
+            self.file = FileSender(self, answer.path, answer.offset, answer.length)
+            self.file.pump()
+        else:
+            self.static_done()
+
+    def static_done(self) -> None:
+        self.file = None
+        self._finish()
+        self.client.exchange_done(self, self.close)
+
     def abandon(self, reason: str) -> None:
         """The client is gone or broke the protocol: drop the upstream without reuse."""
         self._drop_upstream(abort=True)
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         if not self.status:
             self.status = 499
         self._finish()
@@ -579,3 +619,39 @@ def _context_path(pool: RoutePool | None) -> bytes:
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:256]
+
+
+class FileSender:
+    """A file body written as fast as the client takes it, one chunk per write.
+
+    It writes until the client's transport passes its high-water mark, then
+    waits for ``pump`` from the connection's ``resume_writing``.
+    """
+
+    __slots__ = ("exchange", "file", "remaining")
+
+    def __init__(self, exchange: Exchange, path: str, offset: int, length: int) -> None:
+        self.exchange = exchange
+        self.file = open(path, "rb")  # noqa: SIM115 - closed when sent or abandoned
+        self.file.seek(offset)
+        self.remaining = length
+
+    def pump(self) -> None:
+        client = self.exchange.client
+        transport = client.transport
+        while self.remaining and transport is not None and not client.write_paused:
+            chunk = self.file.read(min(FILE_CHUNK, self.remaining))
+            if not chunk:
+                # The file shrank under us: the promised length cannot be kept,
+                # so end the connection rather than corrupt its framing.
+                self.exchange.close = True
+                self.remaining = 0
+                break
+            self.remaining -= len(chunk)
+            transport.write(chunk)
+        if not self.remaining:
+            self.close()
+            self.exchange.static_done()
+
+    def close(self) -> None:
+        self.file.close()

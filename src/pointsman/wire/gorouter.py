@@ -25,6 +25,7 @@ import msgspec
 __all__ = [
     "LOAD_BALANCING",
     "MalformedRegistration",
+    "Options",
     "RegistryMessage",
     "RouterStart",
     "decode_registration",
@@ -42,12 +43,67 @@ class MalformedRegistration(ValueError):
     """A payload gorouter would drop; the message says why, for the log."""
 
 
-class _RawOptions(msgspec.Struct):
-    loadbalancing: str | None = None
+class Options(msgspec.Struct, frozen=True):
+    """``options`` of a registration: only ``loadbalancing`` is defined."""
+
+    loadbalancing: str = ""
 
 
-class _RawRegistryMessage(msgspec.Struct):
-    """The payload as sent: every field optional and nullable, like Go's decoder."""
+class RegistryMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One registration, with gorouter's JSON names and Go's zero values as defaults.
+
+    ``tls_port`` set means the endpoint is ``host:tls_port`` over TLS;
+    otherwise it is ``host:port`` in the clear (route/pool.go ``NewEndpoint``).
+    """
+
+    host: str = ""
+    port: Port = 0
+    tls_port: Port = 0
+    uris: tuple[str, ...] = ()
+    app: str = ""
+    availability_zone: str = ""
+    endpoint_updated_at_ns: int = 0
+    isolation_segment: str = ""
+    private_instance_id: str = ""
+    private_instance_index: str = ""
+    protocol: str = ""
+    route_service_url: str = ""
+    server_cert_domain_san: str = ""
+    stale_threshold_in_seconds: int = 0
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    options: Options | None = None
+
+    def __post_init__(self) -> None:
+        """What gorouter drops, plus what no endpoint can be made from."""
+        if not self.host:
+            raise MalformedRegistration("no host")
+        if not (self.port or self.tls_port):
+            raise MalformedRegistration("neither port nor tls_port is set")
+        if self.route_service_url and not self.route_service_url.startswith("https"):
+            raise MalformedRegistration("route_service_url must be https")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_port != 0
+
+    @property
+    def endpoint_port(self) -> int:
+        return self.tls_port or self.port
+
+    @property
+    def load_balancing(self) -> str:
+        """``options.loadbalancing`` as sent, ``""`` if absent."""
+        return self.options.loadbalancing if self.options is not None else ""
+
+    @property
+    def tag_items(self) -> tuple[tuple[str, str], ...]:
+        """The tags as sorted pairs, hashable for the route table."""
+        tags = self.tags
+        return tuple(sorted(tags.items())) if tags else ()
+
+
+class _Nullable(msgspec.Struct):
+    """The payload as sent when it carries ``null``s: every field nullable."""
 
     host: str | None = None
     port: Port | None = None
@@ -64,41 +120,7 @@ class _RawRegistryMessage(msgspec.Struct):
     server_cert_domain_san: str | None = None
     stale_threshold_in_seconds: int | None = None
     tags: dict[str, str | None] | None = None
-    options: _RawOptions | None = None
-
-
-class RegistryMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One registration with gorouter's zero values filled in.
-
-    ``tls_port`` set means the endpoint is ``host:tls_port`` over TLS;
-    otherwise it is ``host:port`` in the clear (route/pool.go ``NewEndpoint``).
-    ``load_balancing`` is ``options.loadbalancing`` as sent (``""`` if absent).
-    """
-
-    host: str
-    port: int = 0
-    tls_port: int = 0
-    uris: tuple[str, ...] = ()
-    app: str = ""
-    availability_zone: str = ""
-    endpoint_updated_at_ns: int = 0
-    isolation_segment: str = ""
-    private_instance_id: str = ""
-    private_instance_index: str = ""
-    protocol: str = ""
-    route_service_url: str = ""
-    server_cert_domain_san: str = ""
-    stale_threshold_in_seconds: int = 0
-    tags: tuple[tuple[str, str], ...] = ()
-    load_balancing: str = ""
-
-    @property
-    def tls(self) -> bool:
-        return self.tls_port != 0
-
-    @property
-    def endpoint_port(self) -> int:
-        return self.tls_port or self.port
+    options: dict[str, str | None] | None = None
 
 
 class RouterStart(msgspec.Struct, frozen=True, rename="camel"):
@@ -110,64 +132,42 @@ class RouterStart(msgspec.Struct, frozen=True, rename="camel"):
     prune_threshold_in_seconds: int
 
 
-_decoder = msgspec.json.Decoder(_RawRegistryMessage)
+_decoder = msgspec.json.Decoder(RegistryMessage)
+_nullable_decoder = msgspec.json.Decoder(_Nullable)
 _encoder = msgspec.json.Encoder()
 
 
 def decode_registration(data: bytes | bytearray | memoryview | str) -> RegistryMessage:
-    """The message in ``data``, or ``MalformedRegistration`` saying what is wrong."""
+    """The message in ``data``, or ``MalformedRegistration`` saying what is wrong.
+
+    The common case decodes straight into ``RegistryMessage``; a payload with
+    ``null`` in it takes a slower path that reads each ``null`` as Go would.
+    """
     try:
-        raw = _decoder.decode(data)
+        return _decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        first = exc
+    raw = bytes(data) if not isinstance(data, str) else data.encode()
+    if b"null" not in raw:
+        raise MalformedRegistration(str(first)) from None
+    try:
+        nullable = _nullable_decoder.decode(raw)
+        fields = {name: value for name in nullable.__struct_fields__
+                  if (value := getattr(nullable, name)) is not None}
+        if nullable.uris is not None:
+            fields["uris"] = [uri for uri in nullable.uris if uri is not None]
+        if nullable.tags is not None:
+            fields["tags"] = {k: v or "" for k, v in nullable.tags.items()}
+        if nullable.options is not None:
+            fields["options"] = {"loadbalancing": nullable.options.get("loadbalancing") or ""}
+        return msgspec.convert(fields, RegistryMessage)
+    except msgspec.DecodeError as exc:
         raise MalformedRegistration(str(exc)) from None
-    host = raw.host
-    if not host:
-        raise MalformedRegistration("no host")
-    port = raw.port or 0
-    tls_port = raw.tls_port or 0
-    if not (port or tls_port):
-        raise MalformedRegistration("neither port nor tls_port is set")
-    route_service_url = raw.route_service_url or ""
-    if route_service_url and not route_service_url.startswith("https"):
-        raise MalformedRegistration("route_service_url must be https")
-    raw_tags = raw.tags
-    tags = tuple(sorted((k, v or "") for k, v in raw_tags.items())) if raw_tags else ()
-    options = raw.options
-    return RegistryMessage(
-        host=host,
-        port=port,
-        tls_port=tls_port,
-        uris=tuple(uri for uri in raw.uris if uri) if raw.uris else (),
-        app=raw.app or "",
-        availability_zone=raw.availability_zone or "",
-        endpoint_updated_at_ns=raw.endpoint_updated_at_ns or 0,
-        isolation_segment=raw.isolation_segment or "",
-        private_instance_id=raw.private_instance_id or "",
-        private_instance_index=raw.private_instance_index or "",
-        protocol=raw.protocol or "",
-        route_service_url=route_service_url,
-        server_cert_domain_san=raw.server_cert_domain_san or "",
-        stale_threshold_in_seconds=raw.stale_threshold_in_seconds or 0,
-        tags=tags,
-        load_balancing=(options.loadbalancing or "") if options is not None else "",
-    )
 
 
 def encode_registration(message: RegistryMessage) -> bytes:
-    """The JSON a gorouter client would send for ``message`` (zero values left out)."""
-    body: dict[str, object] = {"host": message.host, "uris": list(message.uris)}
-    for name in ("port", "tls_port", "app", "availability_zone", "endpoint_updated_at_ns",
-                 "isolation_segment", "private_instance_id", "private_instance_index",
-                 "protocol", "route_service_url", "server_cert_domain_san",
-                 "stale_threshold_in_seconds"):
-        value = getattr(message, name)
-        if value:
-            body[name] = value
-    if message.tags:
-        body["tags"] = dict(message.tags)
-    if message.load_balancing:
-        body["options"] = {"loadbalancing": message.load_balancing}
-    return _encoder.encode(body)
+    """The JSON a gorouter client would send for ``message``."""
+    return _encoder.encode(message)
 
 
 def encode_router_start(start: RouterStart) -> bytes:

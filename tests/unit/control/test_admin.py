@@ -85,6 +85,11 @@ async def test_unknown_path_404_wrong_method_405(admin: Admin) -> None:
     assert (await call(admin, "POST", "/health", headers=AUTH))[0] == 405
 
 
+async def test_head_is_get_without_the_body(admin: Admin) -> None:
+    status, headers, body = await call(admin, "HEAD", "/health")
+    assert (status, headers["content-length"], body) == (200, "3", b"")
+
+
 async def test_prefix_routes_and_handler_errors(admin: Admin) -> None:
     async def files(request: Request) -> Response:
         if request.path.endswith("/missing"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pointsman.config import RouteConfig
+from pointsman.config import Config, RouteConfig
 from pointsman.discovery.registry import Registry
 from pointsman.discovery.static import static_messages
 from pointsman.routing.table import Endpoint
-from pointsman.wire.gorouter import RegistryMessage
+from pointsman.wire.gorouter import Options, RegistryMessage
 
 
 def msg(*uris: str, host: str = "10.0.0.1", port: int = 8080, **fields: Any) -> RegistryMessage:
@@ -23,7 +23,7 @@ def addresses(registry: Registry, host: str, path: str = "/") -> list[str]:
 def test_register_publishes_a_routable_pool() -> None:
     registry = Registry()
     assert registry.register(msg("App.Example.com/", app="guid", private_instance_id="i1",
-                                 tags=(("a", "b"),)), 0.0) == 1
+                                 tags={"a": "b"}), 0.0) == 1
     assert registry.table.lookup("app.example.com", "/") is None  # not yet published
     table = registry.publish()
     assert table is not None
@@ -143,11 +143,11 @@ def test_load_balancing_option_overrides_the_pool() -> None:
     registry.register(msg("a.com", port=1), 0.0)
     registry.publish()
     assert registry.balance_of("a.com") == "round_robin"
-    assert registry.register(msg("a.com", port=1, load_balancing="least-connection"), 1.0) == 1
+    assert registry.register(msg("a.com", port=1, options=Options("least-connection")), 1.0) == 1
     registry.publish()
     pool = registry.table.lookup("a.com", "/")
     assert pool is not None and pool.balance == "least_conn"
-    registry.register(msg("a.com", port=2, load_balancing="fastest"), 1.0)
+    registry.register(msg("a.com", port=2, options=Options("fastest")), 1.0)
     assert registry.invalid_balancing == 1
     assert registry.balance_of("a.com") == "least_conn"
 
@@ -176,13 +176,13 @@ def test_replace_static_adds_and_removes_exactly() -> None:
     registry = Registry()
     first = [RouteConfig(uris=["a.com"], endpoints=["127.0.0.1:1", "127.0.0.1:2"],
                          balance="least_conn")]
-    registry.replace_static(static_messages(first), 0.0)
+    registry.replace_static(static_messages(Config(routes=first)), 0.0)
     registry.register(msg("a.com", host="127.0.0.1", port=3), 0.0)
     registry.publish()
     assert sorted(addresses(registry, "a.com")) == ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
     second = [RouteConfig(uris=["a.com"], endpoints=["127.0.0.1:2"]),
               RouteConfig(uris=["b.com"], endpoints=["127.0.0.1:4"], tls=True)]
-    registry.replace_static(static_messages(second), 1.0)
+    registry.replace_static(static_messages(Config(routes=second)), 1.0)
     registry.publish()
     assert sorted(addresses(registry, "a.com")) == ["127.0.0.1:2", "127.0.0.1:3"]
     pool = registry.table.lookup("b.com", "/")
@@ -191,9 +191,9 @@ def test_replace_static_adds_and_removes_exactly() -> None:
 
 def test_describe_has_gorouters_routes_shape() -> None:
     registry = Registry(prune_threshold=120)
-    registry.register(msg("a.com/api", private_instance_id="i1", tags=(("k", "v"),),
+    registry.register(msg("a.com/api", private_instance_id="i1", tags={"k": "v"},
                           availability_zone="z1", stale_threshold_in_seconds=20,
-                          load_balancing="least-connection"), 0.0)
+                          options=Options("least-connection")), 0.0)
     body = registry.describe(5.0)
     assert body == {"a.com/api": [{
         "address": "10.0.0.1:8080", "availability_zone": "z1", "protocol": "http1",

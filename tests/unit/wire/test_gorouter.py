@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pointsman.wire.gorouter import (
     MalformedRegistration,
+    Options,
     RegistryMessage,
     RouterStart,
     decode_registration,
@@ -49,8 +50,10 @@ def test_every_gorouter_field_is_read() -> None:
         private_instance_index="2", protocol="http2",
         route_service_url="https://rs.example.com", server_cert_domain_san="san.example.com",
         stale_threshold_in_seconds=30,
-        tags=(("component", "route-emitter"), ("process_id", "p1")),
-        load_balancing="least-connection")
+        tags={"component": "route-emitter", "process_id": "p1"},
+        options=Options("least-connection"))
+    assert message.tag_items == (("component", "route-emitter"), ("process_id", "p1"))
+    assert message.load_balancing == "least-connection"
     assert message.tls
     assert message.endpoint_port == 61002
 
@@ -72,9 +75,12 @@ def test_null_reads_as_zero_value_like_go() -> None:
         b'{"host":"h","port":1,"tls_port":null,"uris":null,"tags":null,"app":null,'
         b'"options":null,"stale_threshold_in_seconds":null}')
     assert message.uris == ()
-    assert message.tags == ()
+    assert message.tags == {}
     assert message.app == ""
     assert message.load_balancing == ""
+    inner = decode_registration(
+        b'{"host":"h","port":1,"uris":["a",null],"tags":{"k":null},"options":{"loadbalancing":null}}')
+    assert inner.uris == ("a",) and inner.tags == {"k": ""} and inner.load_balancing == ""
 
 
 @pytest.mark.parametrize("payload, reason", [
