@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -35,6 +35,7 @@ __all__ = [
     "Limits",
     "LoggingConfig",
     "NatsConfig",
+    "ProcessConfig",
     "RegistryConfig",
     "RouteConfig",
     "TcpListener",
@@ -178,8 +179,28 @@ class LoggingConfig(Base):
     access: str = "stdout"
     events: str = "stderr"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # Keys kept in each access record, in this order; empty keeps every key.
+    access_fields: list[str] = msgspec.field(default_factory=list)
 
 
+MAX_WORKERS = 1024
+
+
+class ProcessConfig(Base):
+    """The leader and its workers.
+
+    ``workers = "auto"`` starts one worker per core the process may run on.
+    ``drain_timeout`` bounds how long a graceful quit or a reload lets open
+    connections finish before cutting them. ``pidfile`` is where the leader
+    writes its pid (``pointsman reload|quit|stop`` read it). ``state_file``
+    keeps admin-API route changes and drained endpoints across restarts.
+    """
+
+    workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] | Literal["auto"] = 1
+    drain_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    pidfile: str | None = None
+    ready_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    state_file: str | None = None
 class NatsConfig(Base):
     """The NATS cluster that gorouter-style clients register routes on.
 
@@ -235,6 +256,7 @@ class Config(Base):
     listeners: list[Listener] = msgspec.field(default_factory=list)
     upstreams: dict[str, Upstream] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    process: ProcessConfig = msgspec.field(default_factory=ProcessConfig)
     nats: NatsConfig | None = None
     registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
     admin: AdminConfig | None = None
@@ -318,6 +340,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "listeners": Listener,
     "upstreams": Upstream,
     "logging": LoggingConfig,
+    "process": ProcessConfig,
     "nats": NatsConfig,
     "registry": RegistryConfig,
     "admin": AdminConfig,

@@ -1,5 +1,8 @@
 """JSON-lines logs: one object per line, for machines first and people second.
 
+Access records keep only ``[logging] access_fields`` when that is set, in
+that order (``["ts", "client", "backend", "status", "duration_ms"]``).
+
 Two streams: *events* (start, ready, reload, errors with tracebacks) and
 *access* records (one per connection or request). Access records are buffered
 and flushed on a short timer so a busy listener does not pay a write syscall per
@@ -25,8 +28,10 @@ _encode = msgspec.json.Encoder().encode
 class JsonLog:
     """A JSON-lines sink; ``target`` is ``stdout``, ``stderr``, ``off`` or a file path."""
 
-    def __init__(self, target: str, level: str = "info", buffered: bool = False) -> None:
+    def __init__(self, target: str, level: str = "info", buffered: bool = False,
+                 fields: list[str] | None = None) -> None:
         self.target = target
+        self.fields = list(fields or ())
         self.threshold = LEVELS[level]
         self.buffered = buffered
         self.enabled = target != "off"
@@ -54,6 +59,8 @@ class JsonLog:
         """Append one record; buffered logs are written by ``flush``."""
         if not self.enabled:
             return
+        if self.fields:
+            record = {key: record[key] for key in self.fields if key in record}
         line = _encode(record) + b"\n"
         if self.buffered:
             self._pending.append(line)
@@ -78,8 +85,11 @@ class JsonLog:
         if stream is None:
             return
         try:
-            stream.write(b"".join(lines))
-            stream.flush()
+            # Workers share stdout/stderr pipes: a write of at most PIPE_BUF bytes is
+            # atomic, so lines from two processes never interleave mid-line.
+            for chunk in _chunks(lines):
+                stream.write(chunk)
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe must never take the router down
             self.enabled = False
 
@@ -88,6 +98,25 @@ class JsonLog:
         if self._stream is not None and self._stream not in (sys.stdout.buffer, sys.stderr.buffer):
             self._stream.close()
         self._stream = None
+
+
+PIPE_BUF = 4096
+
+
+def _chunks(lines: list[bytes]) -> list[bytes]:
+    """Whole lines grouped into writes of at most ``PIPE_BUF`` bytes (a longer line alone)."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and size + len(line) > PIPE_BUF:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
 
 
 def open_log(target: str, level: str = "info", buffered: bool = False) -> JsonLog:

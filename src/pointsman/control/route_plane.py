@@ -26,6 +26,9 @@ __all__ = ["RoutePlane"]
 
 
 class RoutePlane:
+    # The driver type; a leader's plane uses one that forwards changes to its workers.
+    driver_class: type[RegistryDriver] = RegistryDriver
+
     def __init__(self, config: Config, events: Any,
                  metrics: CollectorRegistry = REGISTRY) -> None:
         self.config = config
@@ -40,7 +43,8 @@ class RoutePlane:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         settings = self.config.registry
-        self.driver = RegistryDriver(self.registry, loop, settings.prune_interval, self.events)
+        self.driver = self.driver_class(self.registry, loop, settings.prune_interval,
+                                        self.events)
         self.registry.replace_static(static_messages(self.config), loop.time())
         self.driver.start()
         if self.config.nats is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from pointsman.config import (
 )
 from pointsman.control.admin import Admin
 from pointsman.control.admin_routes import install_health, install_metrics, install_routes
+from pointsman.control.counters import CountingSink
 from pointsman.control.logs import JsonLog
 from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
@@ -41,7 +43,7 @@ from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
 from pointsman.upstream.pool import Pool
 
-__all__ = ["STARTERS", "Runtime", "run"]
+__all__ = ["SHARED_SOCKETS", "STARTERS", "Runtime", "run"]
 
 Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 
@@ -49,6 +51,15 @@ STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
     HttpListener: http1.start,
     GatewayListener: gateway_server.start,
+}
+
+# Listener kinds that bind through ``ServeContext.listening_sockets``, with the
+# socket type they listen on: a leader binds these once for all its workers.
+# Kinds not listed bind in each worker with SO_REUSEPORT.
+SHARED_SOCKETS: dict[type, int] = {
+    TcpListener: socket.SOCK_STREAM,
+    HttpListener: socket.SOCK_STREAM,
+    GatewayListener: socket.SOCK_STREAM,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25
@@ -68,29 +79,42 @@ class Runtime:
     """The listeners of one config, and the loop-level chores around them."""
 
     def __init__(self, config: Config, config_path: str | None = None,
-                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+                 inherited: dict[str, list[socket.socket]] | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.drain_timeout = drain_timeout
+        self.inherited = dict(inherited or {})
         self.events = JsonLog(config.logging.events, config.logging.level)
-        self.access = JsonLog(config.logging.access, buffered=True)
+        self.access = JsonLog(config.logging.access, buffered=True,
+                              fields=config.logging.access_fields)
         self.listeners: list[Running] = []
+        self.counts = CountingSink(self.access)
+        self.context: ServeContext | None = None
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
+        # Under a leader the leader's events are the ones people read; a worker's own
+        # ``worker_stopping``/``worker_stopped`` are detail.
+        self.role = ""
+        self.role_level = "info"
         self.routes = RoutePlane(config, self.events)
         self.admin: Admin | None = None
         self.stopping = False
+        # A worker leaves the admin API to its leader.
+        self.serve_admin = True
         self.poller: Poller | None = None
 
     def _context(self, config: Config) -> ServeContext:
+        inherited, self.inherited = self.inherited, {}  # sockets a leader bound: used once
         loop = asyncio.get_running_loop()
         if self.poller is None:
             self.poller = Poller(loop)
-        return ServeContext(loop=loop, poller=self.poller, access=self.access,
+        return ServeContext(loop=loop, poller=self.poller, access=self.counts,
                             events=self.events, pools=build_pools(config),
                             routes=self.routes.holder,
-                            config_dir=Path(config.source).parent if config.source else Path())
+                            config_dir=Path(config.source).parent if config.source else Path(),
+                            inherited=inherited)
 
     async def _start_admin(self, config: Config) -> Admin | None:
         """The admin API, when ``[admin]`` is configured; endpoint groups are added here."""
@@ -111,6 +135,7 @@ class Runtime:
 
     async def _start_all(self, config: Config) -> list[Running]:
         ctx = self._context(config)
+        self.context = ctx
         started: list[Running] = []
         try:
             for listener in config.listeners:
@@ -122,14 +147,17 @@ class Runtime:
             raise
         return started
 
-    async def start(self) -> None:
+    async def start(self, announce: bool = True) -> None:
+        """Start every listener; ``announce`` the ``ready`` event (a worker's leader does)."""
         await self.routes.start()
-        self.admin = await self._start_admin(self.config)
+        if self.serve_admin:
+            self.admin = await self._start_admin(self.config)
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
         admin = [f"{host}:{port}" for host, port in self.admin.addresses] if self.admin else []
-        self.events.event("info", "ready", pid=os.getpid(), version=__version__,
-                          listeners=self.describe(), admin=admin)
+        if announce:
+            self.events.event("info", "ready", pid=os.getpid(), version=__version__,
+                              listeners=self.describe(), admin=admin)
 
     def describe(self) -> dict[str, list[str]]:
         return {running.name: [f"{host}:{port}" for host, port in running.addresses]
@@ -140,16 +168,26 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self._flusher = loop.call_later(ACCESS_FLUSH_INTERVAL, self._schedule_flush)
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, worker: bool = False) -> None:
+        """nginx's signals; a ``worker`` leaves HUP to its leader, which starts new workers."""
         loop = asyncio.get_running_loop()
         actions: dict[signal.Signals, Callable[[], Awaitable[Any]]] = {
-            signal.SIGHUP: self.reload,
             signal.SIGQUIT: lambda: self.stop(graceful=True),
             signal.SIGTERM: lambda: self.stop(graceful=False),
             signal.SIGINT: lambda: self.stop(graceful=False),
+            signal.SIGUSR1: self.reopen_logs,
         }
+        if worker:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        else:
+            actions[signal.SIGHUP] = self.reload
         for signum, action in actions.items():
             loop.add_signal_handler(signum, self._spawn, action)
+
+    async def reopen_logs(self) -> None:
+        """USR1, as nginx: logrotate moved the files; open them again by name."""
+        self.access.reopen()
+        self.events.reopen()
 
     def _spawn(self, action: Callable[[], Awaitable[Any]]) -> None:
         task = asyncio.ensure_future(action())
@@ -183,8 +221,12 @@ class Runtime:
         return True
 
     async def stop(self, graceful: bool) -> None:
+        if self.stopping:
+            if not graceful:  # TERM during a graceful drain: cut what is left now
+                await asyncio.gather(*(running.drain(0.0) for running in self.listeners))
+            return
         self.stopping = True
-        self.events.event("info", "stopping", graceful=graceful,
+        self.events.event(self.role_level, f"{self.role}stopping", graceful=graceful,
                           active=sum(running.active for running in self.listeners))
         for running in self.listeners:
             running.stop_accepting()
@@ -196,7 +238,7 @@ class Runtime:
         if self._flusher is not None:
             self._flusher.cancel()
         self.access.close()
-        self.events.event("info", "stopped")
+        self.events.event(self.role_level, f"{self.role}stopped")
         self.stopped.set()
 
 

@@ -8,12 +8,14 @@ register their connections without knowing who runs them.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from pointsman.routing.table import TableHolder
 from pointsman.serve.poller import Poller
+from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
 __all__ = ["EventSink", "RecordSink", "Running", "ServeContext"]
@@ -62,3 +64,16 @@ class ServeContext:
     routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
+    inherited: dict[str, list[socket.socket]] = field(default_factory=dict)
+
+    def listening_sockets(self, listen: str,
+                          kind: int = socket.SOCK_STREAM) -> list[socket.socket]:
+        """The sockets for ``listen``: the ones a leader bound for us, else freshly bound.
+
+        Every listener kind binds through here, so that under a leader all
+        workers share the leader's sockets (and their queues survive reloads).
+        """
+        inherited = self.inherited.pop(listen, None)
+        if inherited is not None and all(sock.type == kind for sock in inherited):
+            return inherited
+        return open_listening_sockets(listen, self.reuse_port, kind)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from pathlib import Path
 
 from pointsman.config import GatewayListener
@@ -88,13 +89,15 @@ async def serve_gateway(settings: GatewaySettings, transport: Transport, host: s
 
 
 async def _serve(settings: GatewaySettings, transport: Transport, listen: str,
-                 owns_transport: bool, reuse_port: bool) -> GatewayServer:
+                 owns_transport: bool, reuse_port: bool,
+                 sockets: list[socket.socket] | None = None) -> GatewayServer:
     gateway = Gateway(settings, transport)
     await gateway.start()
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     try:
-        for sock in open_listening_sockets(listen, reuse_port):
+        for sock in sockets if sockets is not None else open_listening_sockets(listen,
+                                                                                reuse_port):
             servers.append(await loop.create_server(socket_factory(gateway), sock=sock))
     except BaseException:
         for server in servers:
@@ -114,7 +117,8 @@ async def start(config: GatewayListener, ctx: ServeContext) -> GatewayServer:
         raise OSError(f"listener {config.name!r}: cannot reach NATS at {config.nats_url}: "
                       f"{exc}") from exc
     try:
-        return await _serve(settings, transport, config.listen, True, ctx.reuse_port)
+        return await _serve(settings, transport, config.listen, True, ctx.reuse_port,
+                            ctx.listening_sockets(config.listen))
     except BaseException:
         await transport.close()
         raise

@@ -49,7 +49,6 @@ from pointsman.serve.http_metrics import HttpStats, register
 from pointsman.serve.http_tunnel import Tunnel
 from pointsman.serve.http_upstream import ConnectionPool, UpstreamConnection
 from pointsman.serve.static import StaticFiles
-from pointsman.serve.tcp import open_listening_sockets
 from pointsman.upstream.pool import EndpointStates
 from pointsman.wire.errors import RemoteProtocolError
 from pointsman.wire.http1 import (
@@ -100,7 +99,7 @@ async def start(config: HttpListener, ctx: ServeContext) -> HttpServer:
         current = ctx.routes.table
         ctx.routes.table = current.with_changes(table, []) if len(current) else table
     server = HttpServer(config, ctx, ctx.routes)
-    await server.start(open_listening_sockets(config.listen, ctx.reuse_port))
+    await server.start(ctx.listening_sockets(config.listen))
     return server
 
 

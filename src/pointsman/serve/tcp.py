@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from pointsman.config import Limits, TcpListener, parse_listen
+from pointsman.config import Limits, TcpListener
 from pointsman.routing.content import (
     CLOSE,
     NOOP,
@@ -38,6 +38,7 @@ from pointsman.routing.content import (
 from pointsman.routing.loader import RouteModule, load_route_module
 from pointsman.serve.context import ServeContext
 from pointsman.serve.relay import PipePool, Relay
+from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.balancers import EndpointState
 from pointsman.upstream.pool import Pool
 from pointsman.wire import proxy_protocol
@@ -48,42 +49,12 @@ RECV_CHUNK = 64 * 1024
 ACCEPTS_PER_WAKEUP = 64
 MAX_REDIRECTS = 4
 ACCEPT_PAUSE_ON_EMFILE = 0.1
-LISTEN_BACKLOG = 4096
-
-
-def open_listening_sockets(listen: str, reuse_port: bool) -> list[socket.socket]:
-    """Bind ``listen`` (every address the host name resolves to) in non-blocking mode."""
-    host, port = parse_listen(listen)
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                               flags=socket.AI_PASSIVE)
-    sockets: list[socket.socket] = []
-    seen: set[Any] = set()
-    try:
-        for family, kind, proto, _, address in infos:
-            if address in seen:
-                continue
-            seen.add(address)
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port and hasattr(socket, "SO_REUSEPORT"):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(LISTEN_BACKLOG)
-            sock.setblocking(False)
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
 
 
 async def start(config: TcpListener, ctx: ServeContext) -> TcpServer:
     """Load the route function, bind, and begin accepting."""
     module = load_route_module(config.route, ctx.config_dir) if config.route else None
-    server = TcpServer(config, ctx, module, open_listening_sockets(config.listen, ctx.reuse_port))
+    server = TcpServer(config, ctx, module, ctx.listening_sockets(config.listen))
     server.start()
     return server
 

@@ -1,0 +1,223 @@
+"""The admin API of a leader: everything an operator (or the dashboard) asks for.
+
+Installed on the ``control.admin.Admin`` server the leader runs; every
+endpoint but ``/health``, ``/openapi.json`` and the dashboard's static files
+needs the bearer token. ``docs/openapi.json`` is generated from ``OPENAPI``
+in ``control.openapi``; the two must not drift (a test compares them).
+
+* ``GET /status``: the leader, its workers and listeners;
+* ``GET /stats``: per-listener totals and active connections (the dashboard
+  polls it and draws rates);
+* ``GET /config``: the running config with secrets replaced by ``"***"``;
+* ``GET|POST|DELETE /routes``: the route registry; changes go to every
+  worker at once and are persisted (``GET /routes?workers=1``: each worker's
+  own table, to check they agree);
+* ``GET /upstreams``: each endpoint's health, connections and totals, summed
+  over the workers; ``POST /drain``: take one endpoint out of balancing;
+* ``GET /connections``: open connections, per listener and a sample;
+* ``POST /reload``: the HUP reload, answering with its errors when refused;
+* ``GET /metrics``: Prometheus, one exposition for all workers;
+* ``GET /workers/NAME``: every worker's answer to a question other subsystems
+  register in ``control.worker_ops.WORKER_CALLS`` (the dashboard shows
+  ``gateway`` and ``provision`` when they exist).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pointsman.control.admin import Admin, HttpError, Request, Response
+from pointsman.control.admin_routes import install_health
+from pointsman.control.metrics import family_names, process_families, render
+from pointsman.control.openapi import OPENAPI
+from pointsman.control.worker_ops import WORKER_CALLS
+from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
+
+if TYPE_CHECKING:
+    from pointsman.control.process import Leader
+
+__all__ = ["STATIC_DIR", "install_leader", "redact"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+SECRET_KEYS = re.compile(r"token|password|secret|credential", re.IGNORECASE)
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+def redact(value: Any) -> Any:
+    """The config as plain data, with every secret-looking value hidden."""
+    if isinstance(value, dict):
+        return {key: ("***" if SECRET_KEYS.search(str(key)) and item else redact(item))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+class _DrainBody(msgspec.Struct, forbid_unknown_fields=True):
+    upstream: str
+    endpoint: str
+    drain: bool = True
+
+
+def install_leader(admin: Admin, leader: Leader) -> None:
+    install_health(admin, lambda: not leader.stopping)
+
+    async def status(request: Request) -> Response:
+        body = leader.status()
+        body["admin_state"] = leader.state.describe()
+        return Response.json(body)
+
+    async def stats(request: Request) -> Response:
+        await leader.refresh_stats()
+        live = leader.live_stats()
+        return Response.json({
+            "time": leader.clock(),
+            "workers": len(leader.current),
+            "requests": leader.aggregator.totals(live, "requests"),
+            "errors": leader.aggregator.totals(live, "errors"),
+            "active": leader.active(),
+            "listeners": leader.listeners,
+            "routes": len(leader.plane.registry),
+        })
+
+    async def config(request: Request) -> Response:
+        return Response.json(redact(msgspec.to_builtins(leader.config)))
+
+    async def metrics(request: Request) -> Response:
+        await leader.refresh_stats()
+        live = leader.live_stats()
+        own = list(leader.metrics_registry.collect())
+        skip = family_names(leader.metrics_registry)
+        process = process_families(leader.status(), leader.aggregator.totals(live, "requests"),
+                                   leader.aggregator.totals(live, "errors"), leader.active(),
+                                   leader.restarts)
+        body = render(own, process, leader.aggregator.families(live, skip))
+        return Response(200, body, CONTENT_TYPE_LATEST)
+
+    async def list_routes(request: Request) -> Response:
+        if request.query.get("workers"):  # what each worker routes by: proof they agree
+            return Response.json(await leader.ask("routes"))
+        driver = leader.plane.driver
+        if driver is None:
+            return Response.json({})
+        return Response.json(leader.plane.registry.describe(driver.now()))
+
+    async def add_route(request: Request) -> Response:
+        message = _message(request)
+        driver = _driver(leader)
+        refused = leader.plane.registry.refused
+        changed = driver.register(message, "admin")
+        driver.publish_now()
+        if leader.plane.registry.refused > refused and not changed:
+            raise HttpError(409, "the endpoint comes from the config file; change it there")
+        leader.route_changed("register", message)
+        return Response.json({"changed": changed, "uris": list(message.uris)})
+
+    async def remove_route(request: Request) -> Response:
+        message = _message(request)
+        driver = _driver(leader)
+        refused = leader.plane.registry.refused
+        changed = driver.unregister(message, "admin")
+        driver.publish_now()
+        if leader.plane.registry.refused > refused and not changed:
+            raise HttpError(409, "the endpoint comes from the config file; change it there")
+        if not changed:
+            raise HttpError(404, "no such endpoint under those uris")
+        leader.route_changed("unregister", message)
+        return Response.json({"changed": changed, "uris": list(message.uris)})
+
+    async def upstreams(request: Request) -> Response:
+        replies = await leader.ask("upstreams")
+        merged: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for reply in replies:
+            for name, endpoints in reply.items():
+                for row in endpoints:
+                    seen = merged[name].get(row["address"])
+                    if seen is None:
+                        merged[name][row["address"]] = dict(row)
+                        continue
+                    for key in ("active", "total", "fails"):
+                        seen[key] += row[key]
+                    seen["healthy"] = seen["healthy"] and row["healthy"]
+        return Response.json({name: list(rows.values()) for name, rows in merged.items()})
+
+    async def drain(request: Request) -> Response:
+        body = request.json(_DrainBody)
+        upstream = leader.config.upstreams.get(body.upstream)
+        if upstream is None:
+            raise HttpError(404, f"no upstream named {body.upstream!r}")
+        if body.endpoint not in upstream.endpoints:
+            raise HttpError(404, f"upstream {body.upstream!r} has no endpoint {body.endpoint!r}")
+        leader.drain(body.upstream, body.endpoint, body.drain)
+        return Response.json({"upstream": body.upstream, "endpoint": body.endpoint,
+                              "draining": body.drain})
+
+    async def connections(request: Request) -> Response:
+        replies = await leader.ask("connections")
+        listed = [row for reply in replies for row in reply.get("connections", [])]
+        return Response.json({"active": leader.active(), "connections": listed[:100]})
+
+    async def reload(request: Request) -> Response:
+        result = await leader.reload()
+        return Response.json(result, 200 if result.get("ok") else 422)
+
+    async def per_worker(request: Request) -> Response:
+        op = request.path.removeprefix("/workers/")
+        if op not in WORKER_CALLS and op not in ("upstreams", "connections", "routes"):
+            raise HttpError(404, f"workers answer no {op!r}")
+        return Response.json(await leader.ask(op))
+
+    async def openapi(request: Request) -> Response:
+        return Response.json(OPENAPI)
+
+    async def static(request: Request) -> Response:
+        name = "index.html" if request.path in ("/", "/dashboard") else \
+            request.path.removeprefix("/static/")
+        path = (STATIC_DIR / name).resolve()
+        if STATIC_DIR.resolve() not in path.parents or not path.is_file():
+            raise HttpError(404)
+        response = Response(200, path.read_bytes(),
+                            STATIC_TYPES.get(path.suffix, "application/octet-stream"))
+        response.headers.append(("Cache-Control", "no-cache"))
+        return response
+
+    admin.add("GET", "/status", status)
+    admin.add("GET", "/stats", stats)
+    admin.add("GET", "/config", config)
+    admin.add("GET", "/metrics", metrics)
+    admin.add("GET", "/routes", list_routes)
+    admin.add("POST", "/routes", add_route)
+    admin.add("DELETE", "/routes", remove_route)
+    admin.add("GET", "/upstreams", upstreams)
+    admin.add("POST", "/drain", drain)
+    admin.add("GET", "/connections", connections)
+    admin.add("POST", "/reload", reload)
+    admin.add("GET", "/workers", per_worker, prefix=True)
+    admin.add("GET", "/openapi.json", openapi, public=True)
+    admin.add("GET", "/", static, public=True)
+    admin.add("GET", "/dashboard", static, public=True)
+    admin.add("GET", "/static", static, public=True, prefix=True)
+
+
+def _driver(leader: Leader) -> Any:
+    driver = leader.plane.driver
+    if driver is None:
+        raise HttpError(503, "the route registry is not running")
+    return driver
+
+
+def _message(request: Request) -> RegistryMessage:
+    try:
+        message = decode_registration(request.body)
+    except MalformedRegistration as exc:
+        raise HttpError(400, f"not a router.register body: {exc}") from None
+    if not message.uris:
+        raise HttpError(400, "not a router.register body: no uris")
+    return message

@@ -1,0 +1,36 @@
+"""The built-in questions workers answer for the dashboard (``GET /workers/NAME``).
+
+``gateway``: for each WebSocket gateway listener, its open sockets and the
+service instances that announced routes to it. Duck-typed on the running
+listener (a ``gateway`` attribute with ``sockets`` and ``index``), so this
+module needs nothing from the gateway's internals beyond what it shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pointsman.control.runtime import Runtime
+from pointsman.control.worker_ops import WORKER_CALLS
+
+__all__ = ["gateway"]
+
+
+def gateway(runtime: Runtime) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for running in runtime.listeners:
+        gateway = getattr(running, "gateway", None)
+        if gateway is None:
+            continue
+        index = getattr(gateway, "index", None)
+        records = index.records() if index is not None else []
+        out[running.name] = {
+            "sockets": len(getattr(gateway, "sockets", {})),
+            "services": sorted({
+                f"{record.service} {record.instance} ({', '.join(record.routes)})"
+                for record in records}),
+        }
+    return out
+
+
+WORKER_CALLS["gateway"] = gateway

@@ -1,0 +1,173 @@
+"""A worker process: what a forked child does until it exits.
+
+The leader forks a worker from inside its own running event loop, so the
+child first takes apart what it inherited and must not use: the leader's loop
+(``asyncio`` still thinks it is running), the signal wake-up descriptor that
+points into the leader's loop, the leader's signal handlers, and every file
+descriptor it does not need (the admin server's sockets, other workers'
+pipes and sockets). Those descriptors are not closed but pointed at
+``/dev/null``: the leader's Python objects still exist in the child's memory
+and may close their numbers one day, which must never hit a descriptor the
+worker opened since. This is what Python 3.12 does itself after ``fork``
+for the loop, and what nginx does for the rest.
+
+Then the worker runs an ordinary ``Runtime`` on a fresh (uv)loop, with the
+listening sockets the leader bound, tells the leader it is ready over its
+channel, reports its counters every second, and exits when told (QUIT
+drains, TERM cuts) or when the channel says the leader is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from pointsman.config import Config
+from pointsman.control import probes
+from pointsman.control.channel import Channel
+from pointsman.control.runtime import Runtime
+from pointsman.control.worker_ops import WorkerOps
+
+__all__ = ["LEADER_SIGNALS", "STATS_INTERVAL", "WorkerSpec", "run_worker"]
+
+LEADER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
+                            signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
+STATS_INTERVAL = 1.0
+BUILT_IN_PROBES = (probes.gateway,)  # registered in WORKER_CALLS on import
+EXIT_START_FAILED = 1
+EXIT_CRASHED = 70
+PROCESS_NAME = b"pointsman-wrk"
+
+
+@dataclass(slots=True)
+class WorkerSpec:
+    """Everything a worker is given at fork time."""
+
+    config: Config
+    config_path: str | None
+    slot: int
+    generation: int
+    channel: socket.socket
+    inherited: dict[str, list[socket.socket]]
+    admin_routes: list[str] = field(default_factory=list)  # registration bodies, in order
+    drained: set[tuple[str, str]] = field(default_factory=set)  # (upstream, endpoint)
+    nats_routes: list[str] = field(default_factory=list)  # the leader's NATS routes now
+
+    def descriptors(self) -> set[int]:
+        fds = {self.channel.fileno()}
+        fds.update(sock.fileno() for socks in self.inherited.values() for sock in socks)
+        return fds
+
+
+def run_worker(spec: WorkerSpec) -> NoReturn:
+    """The whole life of a forked child; never returns into the leader's stack."""
+    code = EXIT_CRASHED
+    try:
+        _forget_leader(spec.descriptors())
+        _name_process()
+        code = _run(_serve(spec))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_CRASHED
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+
+
+def _forget_leader(keep: set[int]) -> None:
+    asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop_policy(None)
+    signal.set_wakeup_fd(-1)
+    for signum in LEADER_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    _blank_descriptors(keep)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, LEADER_SIGNALS)
+
+
+def _blank_descriptors(keep: set[int]) -> None:
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        names = [str(fd) for fd in range(3, 1024)]
+    for name in names:
+        fd = int(name)
+        if fd <= 2 or fd == null or fd in keep:
+            continue
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    os.close(null)
+
+
+def _name_process() -> None:
+    """Visible in ``ps -o comm`` and ``top``: which pointsman processes are workers."""
+    try:
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(PROCESS_NAME)
+    except OSError:
+        pass
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+async def _serve(spec: WorkerSpec) -> int:
+    loop = asyncio.get_running_loop()
+    runtime = Runtime(spec.config, spec.config_path, spec.config.process.drain_timeout,
+                      spec.inherited)
+    runtime.role, runtime.role_level = "worker_", "debug"
+    runtime.serve_admin = False
+    ops = WorkerOps(runtime)
+    ops.drained = set(spec.drained)
+
+    def on_message(message: dict[str, Any]) -> None:
+        reply = ops.handle(message)
+        if reply is not None:
+            channel.send(reply)
+
+    channel = Channel(spec.channel, loop, on_message,
+                      lambda: runtime._spawn(lambda: runtime.stop(graceful=True)))
+    channel.start()
+    try:
+        await runtime.start(announce=False)
+        for body in spec.nats_routes:
+            ops.apply_route("register", body, "nats")
+        for body in spec.admin_routes:
+            ops.apply_route("register", body)
+        ops.apply_drained()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+        runtime.events.event("error", "start_failed", pid=os.getpid(), error=error)
+        channel.send({"type": "failed", "error": error})
+        await asyncio.sleep(0)  # let the message out before exiting
+        return EXIT_START_FAILED
+    runtime.install_signal_handlers(worker=True)
+    channel.send({"type": "ready", "pid": os.getpid(), "listeners": runtime.describe()})
+    reporter = loop.create_task(_report(ops, channel))
+    await runtime.stopped.wait()
+    reporter.cancel()
+    channel.send(ops.stats())  # the final counts, so the leader's totals lose nothing
+    await asyncio.sleep(0)
+    return 0
+
+
+async def _report(ops: WorkerOps, channel: Channel) -> None:
+    while not channel.closed:
+        await asyncio.sleep(STATS_INTERVAL)
+        channel.send(ops.stats())

@@ -1,0 +1,177 @@
+"""What a worker does when its leader asks, and what it reports back.
+
+The leader is the one place operators talk to (admin API, signals); the
+workers hold the state traffic needs. Each instruction is a small message on
+the worker's channel:
+
+* ``route`` -- an admin-API route change, applied to this worker's registry
+  exactly as the leader applied it to its own (so every worker routes alike);
+* ``drain`` -- take one upstream endpoint out of balancing (its open
+  connections finish) or put it back;
+* ``call`` -- a question (``upstreams``, ``connections``, ``routes``) answered with a
+  ``reply`` carrying the same ``id``.
+
+Every second the worker sends ``stats``: per-listener active connections,
+request and error counts, and its own Prometheus exposition, which the
+leader sums into one ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import REGISTRY, generate_latest
+
+from pointsman.control.runtime import Runtime
+from pointsman.discovery.registry import Source
+from pointsman.wire.gorouter import MalformedRegistration, decode_registration
+
+__all__ = ["MAX_CONNECTIONS_LISTED", "WORKER_CALLS", "WorkerOps"]
+
+# Questions other subsystems teach workers to answer (gateway sockets, provisioned
+# backends, ...): ``WORKER_CALLS["gateway"] = lambda runtime: {...}`` makes
+# ``GET /workers/gateway`` on the leader's admin API return every worker's answer.
+WORKER_CALLS: dict[str, Callable[[Runtime], Any]] = {}
+
+MAX_CONNECTIONS_LISTED = 100
+DRAINED = math.inf
+
+
+class WorkerOps:
+    """A worker's side of the conversation with its leader."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.drained: set[tuple[str, str]] = set()
+
+    # -- instructions -------------------------------------------------------------------------
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one message; the reply to send back, if it asked a question."""
+        kind = message.get("type")
+        if kind == "route":
+            source: Source = "nats" if message.get("source") == "nats" else "admin"
+            self.apply_route(str(message.get("op")), str(message.get("body", "")), source)
+        elif kind == "drain":
+            self.drain(str(message.get("upstream")), str(message.get("endpoint")),
+                       bool(message.get("on", True)))
+        elif kind == "call":
+            op = message.get("op")
+            result: Any = {"error": f"unknown call {op!r}"}
+            if op == "upstreams":
+                result = self.upstreams()
+            elif op == "connections":
+                result = self.connections()
+            elif op == "routes":
+                result = self.routes()
+            elif op == "stats":
+                result = self.stats()
+            elif isinstance(op, str) and op in WORKER_CALLS:
+                try:
+                    result = WORKER_CALLS[op](self.runtime)
+                except Exception as exc:  # a broken probe must not take the worker down
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
+            return {"type": "reply", "id": message.get("id"), "result": result}
+        return None
+
+    def apply_route(self, op: str, body: str, source: Source = "admin") -> None:
+        driver = self.runtime.routes.driver
+        if driver is None:
+            return
+        try:
+            message = decode_registration(body)
+        except MalformedRegistration:
+            return
+        if op == "register":
+            driver.register(message, source)
+        elif op == "unregister":
+            driver.unregister(message, source)
+        driver.publish_now()
+
+    def drain(self, upstream: str, endpoint: str, on: bool) -> None:
+        if on:
+            self.drained.add((upstream, endpoint))
+        else:
+            self.drained.discard((upstream, endpoint))
+        self.apply_drained()
+
+    def apply_drained(self) -> None:
+        """Drained endpoints rest for ever; undrained ones are available again at once."""
+        context = self.runtime.context
+        if context is None:
+            return
+        for name, pool in context.pools.items():
+            for state in pool.endpoints:
+                drained = (name, state.address) in self.drained
+                if drained:
+                    state.down_until = DRAINED
+                elif state.down_until == DRAINED:
+                    state.down_until = 0.0
+
+    # -- questions ----------------------------------------------------------------------------
+
+    def upstreams(self) -> dict[str, Any]:
+        context = self.runtime.context
+        now = time.monotonic()
+        out: dict[str, Any] = {}
+        if context is None:
+            return out
+        for name, pool in context.pools.items():
+            out[name] = [{
+                "address": state.address,
+                "active": state.active,
+                "total": state.total,
+                "fails": state.fails,
+                "draining": (name, state.address) in self.drained,
+                "healthy": state.down_until <= now,
+            } for state in pool.endpoints]
+        return out
+
+    def routes(self) -> dict[str, Any]:
+        """The route keys and endpoint addresses this worker routes by, right now."""
+        registry = self.runtime.routes.registry
+        driver = self.runtime.routes.driver
+        now = driver.now() if driver is not None else 0.0
+        return {"pid": os.getpid(),
+                "routes": {key: sorted(row["address"] for row in rows)
+                           for key, rows in registry.describe(now).items()}}
+
+    def connections(self) -> dict[str, Any]:
+        now = time.monotonic()
+        listed: list[dict[str, Any]] = []
+        for running in self.runtime.listeners:
+            for session in list(getattr(running, "sessions", ()))[:MAX_CONNECTIONS_LISTED]:
+                if len(listed) >= MAX_CONNECTIONS_LISTED:
+                    break
+                conn = getattr(session, "conn", None)
+                endpoint = getattr(session, "endpoint", None)
+                started = getattr(session, "started", now)
+                listed.append({
+                    "listener": running.name,
+                    "client": _address(getattr(conn, "client", None)),
+                    "backend": getattr(endpoint, "address", None),
+                    "age": round(now - started, 3),
+                })
+        return {"active": {running.name: running.active for running in self.runtime.listeners},
+                "connections": listed}
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.runtime.counts
+        return {
+            "type": "stats",
+            "active": {running.name: running.active for running in self.runtime.listeners},
+            "requests": dict(counts.requests),
+            "errors": dict(counts.errors),
+            "metrics": generate_latest(REGISTRY).decode(),
+        }
+
+
+def _address(value: Any) -> str | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        host, port = value[0], value[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return None
