@@ -1,8 +1,9 @@
 """A tiny WebSocket echo "terminal", one per browser tab, standard library only.
 
 pointsman starts one of these per connection (in a container or as a process).
-It greets the client with the name of the machine it runs on (a container's
-hostname is its id), then echoes every message back after a ``$ `` prompt.
+It greets the client with its backend id (``POINTSMAN_BACKEND``, set for
+processes) or the name of the machine it runs on (a container's hostname is its
+id), then echoes every message back after a ``$ `` prompt.
 ``GET /health`` answers 200 so a readiness probe can use HTTP; every other
 plain HTTP request gets the demo page.
 
@@ -30,7 +31,8 @@ PAGE = b"""<!doctype html><meta charset="utf-8"><title>per-connection terminal</
 <pre id="out"></pre><input id="in" autofocus placeholder="type and press enter">
 <script>
 const out = document.getElementById("out"), input = document.getElementById("in");
-const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/");
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+const ws = new WebSocket(scheme + location.host + "/");
 ws.onmessage = (e) => { out.textContent += e.data + "\\n"; };
 ws.onclose = (e) => { out.textContent += "[closed " + e.code + " " + e.reason + "]\\n"; };
 input.onkeydown = (e) => { if (e.key === "Enter") { ws.send(input.value); input.value = ""; } };
@@ -103,7 +105,8 @@ def serve_websocket(conn: socket.socket, key: bytes, rest: bytes) -> None:
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-    conn.sendall(frame(1, b"hello from " + socket.gethostname().encode()))
+    me = os.environ.get("POINTSMAN_BACKEND") or socket.gethostname()
+    conn.sendall(frame(1, b"hello from " + me.encode()))
     frames = Frames(conn, rest)
     message, message_opcode = b"", 1
     while True:
