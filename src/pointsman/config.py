@@ -108,10 +108,13 @@ class DockerProviderConfig(Base, tag="docker", tag_field="kind"):
     the container's own IP. With ``network_mode = "host"`` each container gets a
     free host port: ``{port}`` in ``command`` and ``env`` is replaced by it.
     ``memory`` is bytes or a size like ``"256m"``; ``cpus`` a fraction of cores.
+    ``api_version`` is fixed by default: ``"auto"`` asks the engine, which costs
+    podman over half a second.
     """
 
     image: str
     url: str = "unix:///var/run/docker.sock"
+    api_version: str = "v1.41"
     command: list[str] | None = None
     env: dict[str, str] = msgspec.field(default_factory=dict)
     port: int = 0
@@ -442,6 +445,9 @@ def _check_provision(upstream: ProvisionUpstream, at: str, file: str,
         host_network = provider.network_mode == "host"
         if not host_network and not 0 < provider.port < 65536:
             add(f"{where}.port", "expected the container's listening port (1-65535)")
+        if provider.api_version != "auto" and not re.fullmatch(r"v1\.\d+",
+                                                                provider.api_version):
+            add(f"{where}.api_version", "expected 'auto' or a version like 'v1.41'")
         if not provider.url.startswith(("unix://", "tcp://", "http://", "https://")):
             add(f"{where}.url", "expected unix:///path, tcp://host:port or http(s)://host:port")
         if provider.memory is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,3 +49,10 @@ async def greeting(host: str, port: int, path: str = "/") -> str:
         assert await ws.recv() == "$ ping"
         assert isinstance(hello, str)
         return hello
+
+
+class PrintEvents:
+    """Pool events on stdout, which pytest shows when a test fails."""
+
+    def event(self, level: str, name: str, **fields: Any) -> None:
+        print(f"{time.monotonic():.3f} {level} {name} {fields}")

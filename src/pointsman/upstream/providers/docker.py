@@ -121,7 +121,8 @@ class DockerProvider:
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
-            self._docker = aiodocker.Docker(url=self.config.url)
+            self._docker = aiodocker.Docker(url=self.config.url,
+                                            api_version=self.config.api_version)
         return self._docker
 
     async def start(self, backend_id: str, labels: Mapping[str, str]) -> Handle:
