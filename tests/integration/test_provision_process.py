@@ -246,3 +246,34 @@ async def test_sigkilled_pointsman_leaves_nothing_the_next_start_does_not_clean(
         for proc in bystanders:
             proc.kill()
             proc.wait()
+
+
+async def test_metrics_and_admin_state_show_the_pool() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pointsman.control.provision_metrics import register
+
+    pool = ProvisionPool("seen", provision_config(process_provider(), warm=1),
+                         instance=unique_instance())
+    registry = CollectorRegistry()
+    register(registry, lambda: [pool])
+    await pool.open()
+    try:
+        lease = await pool.acquire()
+        await pool.wait_until(ready(1), 5)
+        text = generate_latest(registry).decode()
+        assert 'pointsman_provision_backends{phase="busy",upstream="seen"} 1.0' in text
+        assert 'pointsman_provision_backends{phase="ready",upstream="seen"} 1.0' in text
+        assert 'pointsman_provision_started_total{upstream="seen"} 2.0' in text
+        assert 'pointsman_provision_leases_total{upstream="seen"} 1.0' in text
+        assert 'pointsman_provision_start_seconds_count{upstream="seen"} 2.0' in text
+        assert 'pointsman_provision_queue_wait_seconds_bucket{le="+Inf",upstream="seen"} 1.0' \
+            in text
+        state = pool.describe()
+        assert state["counts"] == {"starting": 0, "ready": 1, "busy": 1, "stopping": 0}
+        busy = [b for b in state["backends"] if b["phase"] == "busy"]
+        assert busy[0]["id"] == lease.backend_id and busy[0]["ref"] == lease.ref
+        assert state["provider"] == "process" and state["instance"] == pool.instance
+        lease.release()
+    finally:
+        await pool.close()
