@@ -113,3 +113,19 @@ def test_parse_size(value: int | str, expected: int) -> None:
 def test_parse_size_rejects(value: int | str) -> None:
     with pytest.raises(ValueError):
         parse_size(value)
+
+
+def test_the_per_connection_example_loads() -> None:
+    from pathlib import Path
+
+    from pointsman.config import load
+    from pointsman.serve.provision import build_pools
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "per-connection" / "pointsman.toml"
+    config = load(path)
+    pools = build_pools(config)
+    assert sorted(pools) == ["terminal", "terminal-processes"]
+    process = pools["terminal-processes"].config.provider
+    assert isinstance(process, ProcessProviderConfig)
+    assert process.cwd == str(path.parent)
+    assert pools["terminal"].instance == pools["terminal-processes"].instance

@@ -36,7 +36,9 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pointsman.config import ProvisionUpstream
+import msgspec
+
+from pointsman.config import Config, ProcessProviderConfig, ProvisionUpstream, resolve_path
 from pointsman.upstream.providers import (
     INSTANCE_LABEL,
     MANAGED_LABEL,
@@ -59,7 +61,7 @@ from pointsman.upstream.provision import (
     Stop,
 )
 
-__all__ = ["Lease", "ProvisionPool", "default_instance"]
+__all__ = ["Lease", "ProvisionPool", "build_pools", "default_instance"]
 
 CLOSE_TIMEOUT = 15.0
 MAX_NAME_PART = 24
@@ -81,6 +83,25 @@ def default_instance(config_source: str) -> str:
     path = os.path.abspath(config_source) if config_source else "<none>"
     digest = hashlib.sha256(path.encode()).hexdigest()[:10]
     return f"{socket.gethostname()}-{digest}"
+
+
+def build_pools(config: Config, events: Events | None = None) -> dict[str, ProvisionPool]:
+    """A pool (not yet opened) for every ``kind = "provision"`` upstream in ``config``.
+
+    A process provider's relative ``cwd`` is read from the config file's folder.
+    """
+    pools: dict[str, ProvisionPool] = {}
+    for name, upstream in config.upstreams.items():
+        if not isinstance(upstream, ProvisionUpstream):
+            continue
+        provider = upstream.provider
+        if isinstance(provider, ProcessProviderConfig) and provider.cwd is not None:
+            cwd = str(resolve_path(config, provider.cwd))
+            upstream = msgspec.structs.replace(
+                upstream, provider=msgspec.structs.replace(provider, cwd=cwd))
+        instance = upstream.instance or default_instance(config.source)
+        pools[name] = ProvisionPool(name, upstream, instance=instance, events=events)
+    return pools
 
 
 def _name_part(text: str) -> str:
