@@ -20,7 +20,7 @@ peers:
 	./scripts/install-peers
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: $(STAMP) peers lint

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "CLOSE",
@@ -96,7 +96,7 @@ class Route:
     on_connect_error: ConnectErrorHandler | None = None
 
 
-Decision = Union[Route, Verdict]
+Decision = Route | Verdict
 
 
 @dataclass(slots=True)
