@@ -13,10 +13,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from provision_support import (
     unique_instance,
 )
 
+from harness import Pointsman
 from pointsman.serve.provision import ProvisionPool
 from pointsman.upstream.provision import Phase, PoolExhausted
 
@@ -72,9 +74,17 @@ def docker_provider(socket_path: str, **extra: Any) -> dict[str, Any]:
 
 
 async def labelled(engine: aiodocker.Docker, instance: str) -> list[str]:
-    found = await engine.containers.list(
-        all=True, filters={"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]})
-    return sorted(str(container.id) for container in found)
+    """Our containers; podman may fail a listing that races a removal (500), so retry."""
+    filters = {"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]}
+    for attempt in range(5):
+        try:
+            found = await engine.containers.list(all=True, filters=filters)
+            return sorted(str(container.id) for container in found)
+        except DockerError as exc:
+            if exc.status != 500 or attempt == 4:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
 
 
 async def exists(engine: aiodocker.Docker, ref: str) -> bool:
@@ -185,28 +195,53 @@ async def test_a_container_that_never_becomes_ready_is_removed_and_replaced(
     assert await labelled(engine, instance) == []
 
 
-CRASHING = """
-import asyncio, json, sys
-sys.path.insert(0, {src!r}); sys.path.insert(0, {tests!r})
-from pointsman.serve.provision import ProvisionPool
-from pointsman.upstream.provision import Phase
-from provision_support import provision_config
+def listener_config(socket_path: str, instance: str, **pool: Any) -> str:
+    """A ``pointsman serve`` config: a TCP listener whose upstream provisions containers."""
+    settings = {"kind": "provision", "instance": instance, "warm": 1, "max_live": 4,
+                "start_timeout": 10.0, "backoff_initial": 0.05, **pool,
+                "provider": docker_provider(socket_path),
+                "probe": {"kind": "http", "path": "/health", "interval": 0.02}}
+    return ('[[listeners]]\nprotocol = "tcp"\nname = "ws"\nlisten = "127.0.0.1:0"\n'
+            f'upstream = "terminal"\n\n[upstreams]\nterminal = {_toml_inline(settings)}\n')
 
-async def main():
-    config = provision_config(json.loads({provider!r}), warm=2)
-    pool = ProvisionPool("crash", config, instance={instance!r})
-    await pool.open()
-    lease = await pool.acquire(timeout=20)
-    await pool.wait_until(lambda p: p.count(Phase.READY) >= 2, 20)
-    print("ready", flush=True)
-    await asyncio.sleep(120)
 
-asyncio.run(main())
-"""
+def _toml_inline(value: Any) -> str:
+    """TOML for plain data: JSON strings and numbers are valid TOML values."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml_inline(v)}' for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+async def test_websockets_through_the_listener_get_their_own_containers(
+        podman_socket: str, engine: aiodocker.Docker,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    proxy = pointsman("serve", "-c", str(write_config(listener_config(podman_socket, instance))))
+    host, port = proxy.address("ws")
+    hellos = await asyncio.gather(greeting(host, port), greeting(host, port))
+    assert hellos[0] != hellos[1]
+    records = proxy.wait_access(2)
+    names = {record["backend_id"] for record in records}
+    assert len(names) == 2 and all(record["reason"] == "done" for record in records)
+    # each connection's container is removed once it ended; only the warm one is left
+    deadline = time.monotonic() + 10
+    while len(await labelled(engine, instance)) != 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    remaining = await labelled(engine, instance)
+    assert len(remaining) == 1
+    for name in names:
+        assert not await exists(engine, name)
+    assert proxy.stop(signal.SIGTERM) == 0
+    assert await labelled(engine, instance) == []
 
 
 async def test_after_sigkill_the_next_start_cleans_only_its_own(
-        podman_socket: str, engine: aiodocker.Docker) -> None:
+        podman_socket: str, engine: aiodocker.Docker,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     instance = unique_instance("crash")
     bystander_config = {"Image": IMAGE, "Cmd": ["sleep", "60"]}
     unlabelled = await engine.containers.create(bystander_config,
@@ -214,36 +249,35 @@ async def test_after_sigkill_the_next_start_cleans_only_its_own(
     foreign = await engine.containers.create(
         {**bystander_config, "Labels": {"pointsman.managed": "1",
                                         "pointsman.instance": f"{instance}-other",
-                                        "pointsman.upstream": "crash"}},
+                                        "pointsman.upstream": "terminal"}},
         name=f"foreign-{instance}")
     await unlabelled.start()
     await foreign.start()
-    provider = json.dumps(docker_provider(podman_socket))
-    code = CRASHING.format(src=str(ROOT / "src"), tests=str(ROOT / "tests" / "integration"),
-                           provider=provider, instance=instance)
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    path = write_config(listener_config(podman_socket, instance, warm=2))
+    held: socket.socket | None = None
     try:
-        assert parent.stdout is not None
-        line = await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(None, parent.stdout.readline), 30)
-        assert line == b"ready\n"
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait()
+        proxy = pointsman("serve", "-c", str(path))
+        held = socket.create_connection(proxy.address("ws"))  # one leased, two warm
+        deadline = time.monotonic() + 15
+        while len(await labelled(engine, instance)) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         survivors = await labelled(engine, instance)
-        assert len(survivors) == 3  # one leased, two warm
+        assert len(survivors) == 3
+        proxy.stop(signal.SIGKILL)
+        assert await labelled(engine, instance) == survivors  # a crash leaves them running
 
-        pool = ProvisionPool("crash", provision_config(docker_provider(podman_socket), warm=0),
-                             instance=instance, events=PrintEvents())
-        await pool.open()
-        assert pool.leftovers_removed == 3
+        again = pointsman("serve", "-c", str(path))
+        again.wait_event("provision.leftovers_removed",
+                         predicate=lambda event: event["count"] == 3)
+        assert not set(survivors) & set(await labelled(engine, instance))
+        code = again.stop(signal.SIGTERM)
+        assert code == 0, again.events
         assert await labelled(engine, instance) == []
-        await pool.close()
         assert await exists(engine, str(unlabelled.id))
         assert await exists(engine, str(foreign.id))
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
+        if held is not None:
+            held.close()
         for container in (unlabelled, foreign):
             await container.delete(force=True)
         for ref in await labelled(engine, instance):  # never leave our own mess behind

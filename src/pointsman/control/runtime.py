@@ -27,6 +27,8 @@ from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
+from pointsman.serve.provision import ProvisionPool
+from pointsman.serve.provision import build_pools as build_provision_pools
 from pointsman.upstream.pool import Pool
 
 __all__ = ["STARTERS", "Runtime", "run"]
@@ -65,6 +67,7 @@ class Runtime:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
         self.poller: Poller | None = None
+        self.provision: dict[str, ProvisionPool] = {}
 
     def _context(self, config: Config) -> ServeContext:
         loop = asyncio.get_running_loop()
@@ -72,6 +75,7 @@ class Runtime:
             self.poller = Poller(loop)
         return ServeContext(loop=loop, poller=self.poller, access=self.access,
                             events=self.events, pools=build_pools(config),
+                            provision=dict(self.provision),
                             config_dir=Path(config.source).parent if config.source else Path())
 
     async def _start_all(self, config: Config) -> list[Running]:
@@ -87,7 +91,37 @@ class Runtime:
             raise
         return started
 
+    async def _open_provision(self, config: Config,
+                              first: bool) -> list[ProvisionPool]:
+        """Open the config's provision pools; keep running ones whose config is unchanged.
+
+        Returns the pools the new config no longer uses, to close once the old
+        listeners have drained.
+        """
+        wanted = build_provision_pools(config, self.events)
+        current, retired = dict(self.provision), []
+        opened: list[ProvisionPool] = []
+        try:
+            for name, pool in wanted.items():
+                old = current.get(name)
+                if old is not None and old.config == pool.config \
+                        and old.instance == pool.instance:
+                    continue
+                await pool.open(sweep=first)
+                opened.append(pool)
+                if old is not None:
+                    retired.append(old)
+                current[name] = pool
+        except BaseException:
+            for pool in opened:
+                await pool.close(sweep=False)
+            raise
+        retired.extend(pool for name, pool in current.items() if name not in wanted)
+        self.provision = {name: pool for name, pool in current.items() if name in wanted}
+        return retired
+
     async def start(self) -> None:
+        await self._open_provision(self.config, first=True)
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
         self.events.event("info", "ready", pid=os.getpid(), version=__version__,
@@ -128,10 +162,16 @@ class Runtime:
         if self.config_path is None:
             self.events.event("warning", "reload_ignored", reason="no config file")
             return False
+        previous = dict(self.provision)
         try:
             config = load(self.config_path)
+            retired = await self._open_provision(config, first=False)
             new = await self._start_all(config)
         except (ConfigError, RouteLoadError, OSError) as exc:
+            for name, pool in self.provision.items():  # undo: the old pools stay in charge
+                if previous.get(name) is not pool:
+                    await pool.close(sweep=False)
+            self.provision = previous
             self.events.event("error", "reload_refused", errors=str(exc).splitlines())
             return False
         old, self.listeners, self.config = self.listeners, new, config
@@ -141,7 +181,13 @@ class Runtime:
             running.stop_accepting()
         self.events.event("info", "reloaded", listeners=self.describe())
         await asyncio.gather(*(running.drain(self.drain_timeout) for running in old))
+        await asyncio.gather(*(pool.close(sweep=False) for pool in retired))
         return True
+
+    async def close_provision(self) -> None:
+        """Stop every provisioned backend and sweep the labels (at stop, or a failed start)."""
+        pools, self.provision = list(self.provision.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools))
 
     async def stop(self, graceful: bool) -> None:
         self.events.event("info", "stopping", graceful=graceful,
@@ -150,6 +196,7 @@ class Runtime:
             running.stop_accepting()
         timeout = self.drain_timeout if graceful else 0.0
         await asyncio.gather(*(running.drain(timeout) for running in self.listeners))
+        await self.close_provision()
         if self._flusher is not None:
             self._flusher.cancel()
         self.access.close()
@@ -159,12 +206,15 @@ class Runtime:
 
 async def _serve(config: Config, config_path: str | None) -> None:
     runtime = Runtime(config, config_path)
+    # Handlers go in before "ready" is announced: a supervisor may signal at once,
+    # and a TERM in between would kill the process without cleaning up.
+    runtime.install_signal_handlers()
     try:
         await runtime.start()
     except (RouteLoadError, OSError) as exc:
         runtime.events.event("error", "start_failed", error=str(exc))
+        await runtime.close_provision()
         raise SystemExit(1) from exc
-    runtime.install_signal_handlers()
     await runtime.stopped.wait()
 
 

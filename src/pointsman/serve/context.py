@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pointsman.serve.poller import Poller
+from pointsman.serve.provision import ProvisionPool
 from pointsman.upstream.pool import Pool
 
 __all__ = ["EventSink", "RecordSink", "Running", "ServeContext"]
@@ -58,5 +59,6 @@ class ServeContext:
     events: EventSink
     config_dir: Path = field(default_factory=Path)
     pools: dict[str, Pool] = field(default_factory=dict)
+    provision: dict[str, ProvisionPool] = field(default_factory=dict)
     reuse_port: bool = True
     extras: dict[str, Any] = field(default_factory=dict)

@@ -64,6 +64,7 @@ from pointsman.upstream.provision import (
 __all__ = ["Lease", "ProvisionPool", "build_pools", "default_instance"]
 
 CLOSE_TIMEOUT = 15.0
+CLOSE_POLL_INTERVAL = 0.1
 MAX_NAME_PART = 24
 
 
@@ -183,9 +184,18 @@ class ProvisionPool:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def open(self) -> None:
-        """Remove this instance's leftovers of this upstream, then start warming."""
-        self.leftovers_removed = await self.sweep()
+    async def open(self, sweep: bool = True) -> None:
+        """Remove this instance's leftovers of this upstream, then start warming.
+
+        ``sweep=False`` is for a reload that replaces a running pool of the same
+        name: the old pool's backends still serve connections and are not leftovers.
+        """
+        if sweep:
+            try:
+                self.leftovers_removed = await self.sweep()
+            except ProviderError as exc:  # the engine may come back; starts will retry
+                self.events.event("warning", "provision.sweep_failed", upstream=self.name,
+                                  error=str(exc))
         self._apply(self.machine.tick(self.loop.time()))
 
     async def sweep(self) -> int:
@@ -204,28 +214,38 @@ class ProvisionPool:
                               instance=self.instance, count=len(stale))
         return len(stale)
 
-    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        """Refuse new connections, end leased ones, stop everything, sweep, release."""
+    async def close(self, timeout: float = CLOSE_TIMEOUT, sweep: bool = True) -> None:
+        """Refuse new connections, end leased ones, stop everything, sweep, release.
+
+        ``sweep=False`` when a pool of the same name and instance replaces this one.
+        """
         loop = self.loop
         self._apply(self.machine.close(loop.time()))
-        for task in list(self._starts.values()):
-            task.cancel()
+        # Starts in flight are left to finish (the closed machine stops them as soon
+        # as they are ready): cancelling a create request does not stop the engine
+        # from completing it, which would leave a container behind. Only past half
+        # the timeout are starts cancelled and unreleased leases cut.
         deadline = loop.time() + timeout
+        cut_at = deadline - timeout / 2
         while self._tasks or self._leases:
-            if self._leases and loop.time() >= deadline - timeout / 2:
-                for lease in list(self._leases.values()):  # connections did not end: cut
+            now = loop.time()
+            if now >= cut_at:
+                for lease in list(self._leases.values()):
                     lease.release()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+                for task in list(self._starts.values()):
+                    task.cancel()
+            if now >= deadline:
                 break
+            wait = min(deadline - now, CLOSE_POLL_INTERVAL)
             if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=min(remaining, 0.5))
+                await asyncio.wait(set(self._tasks), timeout=wait)
             else:
-                await asyncio.sleep(min(remaining, 0.05))
+                await asyncio.sleep(wait)
         if self._timer is not None:
             self._timer.cancel()
         try:
-            await self.sweep()
+            if sweep:
+                await self.sweep()
         except ProviderError as exc:
             self.events.event("warning", "provision.sweep_failed", upstream=self.name,
                               error=str(exc))
@@ -242,9 +262,19 @@ class ProvisionPool:
         self._apply(self.machine.acquire(waiter, loop.time(), timeout))
         try:
             return await future
+        except asyncio.CancelledError:
+            # granted in the same turn the caller gave up: the backend was never used
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._give_back(future.result())
+            raise
         finally:
             if self._waiters.pop(waiter, None) is not None:  # cancelled while queued
                 self._apply(self.machine.cancel(waiter, loop.time()))
+
+    def _give_back(self, lease: Lease) -> None:
+        lease._released = True
+        self._leases.pop(lease.backend_id, None)
+        self._apply(self.machine.give_back(lease.backend_id, self.loop.time()))
 
     def _release(self, lease: Lease) -> None:
         self._leases.pop(lease.backend_id, None)

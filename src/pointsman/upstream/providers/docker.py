@@ -41,6 +41,9 @@ __all__ = ["DockerProvider", "container_config"]
 INSPECT_EVERY_FAILED_PROBES = 10
 NOT_FOUND = 404
 CONFLICT = 409
+SERVER_ERROR = 500
+LIST_ATTEMPTS = 5
+LIST_RETRY_DELAY = 0.05
 
 
 def container_config(config: DockerProviderConfig, backend_id: str, labels: Mapping[str, str],
@@ -194,12 +197,18 @@ class DockerProvider:
 
     async def list_leftovers(self, labels: Mapping[str, str]) -> list[Handle]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-        try:
-            containers = await self._client().containers.list(all=True, filters=filters)
-        except DockerError as exc:
-            raise ProviderError("list", _message(exc)) from exc
-        except OSError as exc:
-            raise ProviderError("engine", str(exc)) from exc
+        for attempt in range(1, LIST_ATTEMPTS + 1):
+            try:
+                containers = await self._client().containers.list(all=True, filters=filters)
+                break
+            except DockerError as exc:
+                # podman answers 500 "container not known" when a listed container is
+                # removed mid-listing; that is a race, not a failure: list again
+                if exc.status != SERVER_ERROR or attempt == LIST_ATTEMPTS:
+                    raise ProviderError("list", _message(exc)) from exc
+            except OSError as exc:
+                raise ProviderError("engine", str(exc)) from exc
+            await asyncio.sleep(LIST_RETRY_DELAY)
         handles = []
         for container in containers:
             # the filter is the engine's; check again so a lax engine cannot widen it

@@ -1,0 +1,123 @@
+"""WebSocket clients through a real ``pointsman serve`` TCP listener to per-connection processes.
+
+The listener names a ``kind = "provision"`` upstream; each connection leases a
+backend of its own, the access log names it, and the backend is stopped when
+the connection ends. (The docker provider gets the same treatment in
+``test_provision_docker.py``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from provision_support import PYTHON, WSECHO, greeting, unique_instance
+from websockets.asyncio.client import connect
+
+from harness import Pointsman
+from pointsman.upstream.providers.process import label_env, processes_with_env
+
+
+def config_text(instance: str, **pool: object) -> str:
+    settings = {"warm": 1, "max_live": 4, "queue_timeout": 2.0, "backoff_initial": 0.05,
+                "start_timeout": 5.0, **pool}
+    lines = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
+    return f"""
+[[listeners]]
+protocol = "tcp"
+name = "ws"
+listen = "127.0.0.1:0"
+upstream = "terminal"
+
+[upstreams.terminal]
+kind = "provision"
+instance = "{instance}"
+{lines}
+
+[upstreams.terminal.probe]
+kind = "http"
+path = "/health"
+interval = 0.02
+
+[upstreams.terminal.provider]
+kind = "process"
+command = ["{PYTHON}", "-S", "-I", "{WSECHO}", "{{port}}"]
+grace = 1.0
+"""
+
+
+def labels(instance: str) -> dict[str, str]:
+    return label_env({"pointsman.managed": "1", "pointsman.instance": instance,
+                      "pointsman.upstream": "terminal"})
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.02)
+
+
+async def test_each_websocket_gets_its_own_process_named_in_the_access_log(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    proxy = pointsman("serve", "-c", str(write_config(config_text(instance))))
+    host, port = proxy.address("ws")
+    wait_until(lambda: len(processes_with_env(labels(instance))) >= 1)  # warmed
+    hellos = await asyncio.gather(greeting(host, port), greeting(host, port))
+    assert hellos[0] != hellos[1]
+    records = proxy.wait_access(2)
+    ids = {record["backend_id"] for record in records}
+    assert {f"hello from {backend_id}" for backend_id in ids} == set(hellos)
+    assert all(record["reason"] == "done" for record in records)
+    # the connections are over, so their processes are gone; one warm spare remains
+    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)
+    proxy.stop(signal.SIGTERM)
+    assert processes_with_env(labels(instance)) == []
+
+
+async def test_exhausted_pool_closes_the_tcp_connection(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    text = config_text(instance, warm=0, max_live=1, queue_timeout=0.3)
+    proxy = pointsman("serve", "-c", str(write_config(text)))
+    host, port = proxy.address("ws")
+    async with connect(f"ws://{host}:{port}/", open_timeout=5) as first:
+        assert (await first.recv()).startswith("hello from ")
+        began = time.monotonic()
+        with pytest.raises(Exception):  # noqa: B017 - closed before the handshake completes
+            async with connect(f"ws://{host}:{port}/", open_timeout=5):
+                pass
+        assert 0.25 <= time.monotonic() - began < 2.0
+    records = proxy.wait_access(2)
+    refused = [r for r in records if r["reason"] == "pool_exhausted:timeout"]
+    assert len(refused) == 1 and "backend_id" not in refused[0]
+
+
+async def test_sigkill_then_restart_removes_the_leftovers(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance("crash")
+    path = write_config(config_text(instance, warm=2))
+    proxy = pointsman("serve", "-c", str(path))
+    host, port = proxy.address("ws")
+    held = socket.create_connection((host, port))  # one leased backend, two warm
+    try:
+        wait_until(lambda: len(processes_with_env(labels(instance))) == 3)
+        before = processes_with_env(labels(instance))
+        proxy.stop(signal.SIGKILL)
+        assert processes_with_env(labels(instance)) == before  # orphans, still running
+        again = pointsman("serve", "-c", str(path))
+        again.wait_event("provision.leftovers_removed",
+                         predicate=lambda event: event["count"] == 3)
+        wait_until(lambda: len(processes_with_env(labels(instance))) == 2)
+        assert not set(before) & set(processes_with_env(labels(instance)))
+        again.stop(signal.SIGTERM)
+        assert processes_with_env(labels(instance)) == []
+    finally:
+        held.close()
