@@ -1,15 +1,16 @@
-"""Serving code runs under both asyncio's own loop and uvloop."""
+"""Serving code runs under both asyncio's own loop and uvloop: every async test here runs twice."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 
 import pytest
 import uvloop
 
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    if request.param == "uvloop":
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
+
+def pytest_asyncio_loop_factories(config: pytest.Config,
+                                  item: pytest.Item) -> Mapping[str, LoopFactory]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
