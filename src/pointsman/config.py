@@ -158,7 +158,9 @@ class ProvisionUpstream(Base, tag="provision", tag_field="kind"):
     ``max_queue``, then is refused (503, WebSocket close 1013, or a TCP close).
     ``max_lifetime`` and ``max_idle`` (seconds, 0 = unlimited) end a backend's
     connection. Failed starts back off from ``backoff_initial`` doubling to
-    ``backoff_max``. ``instance`` names this pointsman in backend labels (default:
+    ``backoff_max``. A spare taken by a connection is replaced ``refill_delay``
+    seconds later, so the start's work does not slow that connection's first
+    bytes. ``instance`` names this pointsman in backend labels (default:
     derived from the host name and the config file path, so it is stable across
     restarts and clean-up after a crash finds the leftovers).
     """
@@ -174,6 +176,7 @@ class ProvisionUpstream(Base, tag="provision", tag_field="kind"):
     max_idle: float = 0.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    refill_delay: float = 0.05
     instance: str = ""
     probe: ProbeConfig = msgspec.field(default_factory=ProbeConfig)
 
@@ -430,7 +433,7 @@ def _check_provision(upstream: ProvisionUpstream, at: str, file: str,
         if getattr(upstream, field_name) <= 0:
             add(f"{at}.{field_name}", "expected a positive number")
     for field_name in ("warm", "max_queue", "queue_timeout", "max_lifetime", "max_idle",
-                       "backoff_max"):
+                       "backoff_max", "refill_delay"):
         if getattr(upstream, field_name) < 0:
             add(f"{at}.{field_name}", "expected zero or a positive number")
     if upstream.warm > upstream.max_live:

@@ -285,11 +285,15 @@ class ProvisionPool:
 
     # ------------------------------------------------------------- actions
     def _apply(self, actions: list[Action]) -> None:
+        # A refill planned in the same breath as a grant waits ``refill_delay``: a
+        # start costs a fork or an engine's CPU, and the connection that was just
+        # granted should get its first bytes through before that work begins.
+        delay = self.config.refill_delay if any(isinstance(a, Grant) for a in actions) else 0.0
         for action in actions:
             if isinstance(action, Grant):
                 self._grant(action)
             elif isinstance(action, Start):
-                self._spawn(self._run_start(action.backend_id), action.backend_id)
+                self._spawn(self._run_start(action.backend_id, delay), action.backend_id)
             elif isinstance(action, Stop):
                 handle = self._handles.pop(action.backend_id, None)
                 self._spawn(self._run_stop(action.backend_id, handle, action.reason))
@@ -361,8 +365,10 @@ class ProvisionPool:
             self.machine.touch(backend_id, now)
 
     # --------------------------------------------------------------- tasks
-    async def _run_start(self, backend_id: str) -> None:
+    async def _run_start(self, backend_id: str, delay: float = 0.0) -> None:
         loop = self.loop
+        if delay > 0:
+            await asyncio.sleep(delay)
         began = loop.time()
         handle: Handle | None = None
         check = self.config.probe
