@@ -20,10 +20,12 @@ from provision_support import PYTHON, WSECHO, greeting, unique_instance
 from websockets.asyncio.client import connect
 
 from harness import Pointsman
+from pointsman.serve.provision import default_instance
 from pointsman.upstream.providers.process import label_env, processes_with_env
 
 
-def config_text(instance: str, **pool: object) -> str:
+def config_text(instance: str | None, **pool: object) -> str:
+    """The listener config; ``instance=None`` leaves the default (host name + file path)."""
     settings = {"warm": 1, "max_live": 4, "queue_timeout": 2.0, "backoff_initial": 0.05,
                 "start_timeout": 5.0, **pool}
     lines = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
@@ -36,7 +38,7 @@ upstream = "terminal"
 
 [upstreams.terminal]
 kind = "provision"
-instance = "{instance}"
+{f'instance = "{instance}"' if instance else ""}
 {lines}
 
 [upstreams.terminal.probe]
@@ -102,8 +104,9 @@ async def test_exhausted_pool_closes_the_tcp_connection(
 
 async def test_sigkill_then_restart_removes_the_leftovers(
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
-    instance = unique_instance("crash")
-    path = write_config(config_text(instance, warm=2))
+    # no explicit instance: the default (host name + config path) must survive a restart
+    path = write_config(config_text(None, warm=2))
+    instance = default_instance(str(path))
     proxy = pointsman("serve", "-c", str(path))
     host, port = proxy.address("ws")
     held = socket.create_connection((host, port))  # one leased backend, two warm
