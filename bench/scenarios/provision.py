@@ -20,6 +20,7 @@ Two kinds of run:
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import statistics
@@ -55,10 +56,11 @@ P99_GOAL_MS = 50.0
 
 
 def _percentile(values: list[float], pct: float) -> float:
+    """Nearest rank: the smallest value with at least ``pct`` % of the values at or below it."""
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
