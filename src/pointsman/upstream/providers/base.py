@@ -107,16 +107,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-async def tcp_probe(host: str, port: int, timeout: float) -> bool:
-    """Ready when a TCP connect succeeds."""
+async def tcp_probe(host: str, port: int, timeout: float, settle: float = 0.0) -> bool:
+    """Ready when a TCP connect succeeds (and, with ``settle``, is not closed at once).
+
+    A port forwarder in front of the app (Docker's userland proxy on a published
+    port) accepts before the app listens and then closes: ``settle`` seconds
+    without an end of stream tell a real listener from that.
+    """
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, TimeoutError):
         return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    try:
+        if settle > 0:
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(reader.read(1), settle) == b"":
+                    return False
+        return True
+    except OSError:
+        return False
+    finally:
+        writer.close()
 
 
 async def http_probe(host: str, port: int, path: str, timeout: float) -> bool:
@@ -137,7 +148,7 @@ async def http_probe(host: str, port: int, path: str, timeout: float) -> bool:
     return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1][:1] == b"2"
 
 
-async def network_probe(handle: Handle, check: ProbeConfig) -> bool:
+async def network_probe(handle: Handle, check: ProbeConfig, settle: float = 0.0) -> bool:
     if check.kind == "http":
         return await http_probe(handle.host, handle.port, check.path, check.timeout)
-    return await tcp_probe(handle.host, handle.port, check.timeout)
+    return await tcp_probe(handle.host, handle.port, check.timeout, settle)

@@ -44,6 +44,9 @@ CONFLICT = 409
 SERVER_ERROR = 500
 LIST_ATTEMPTS = 5
 LIST_RETRY_DELAY = 0.05
+# A TCP probe through a published port waits this long for the forwarder to
+# hang up, which Docker's userland proxy does when the app is not listening yet.
+PUBLISHED_SETTLE = 0.01
 
 
 def container_config(config: DockerProviderConfig, backend_id: str, labels: Mapping[str, str],
@@ -163,7 +166,8 @@ class DockerProvider:
         return await docker.containers.create(body, name=name)
 
     async def probe(self, handle: Handle, check: ProbeConfig) -> bool:
-        if await network_probe(handle, check):
+        published = self.config.address == "published" and self.config.network_mode != "host"
+        if await network_probe(handle, check, PUBLISHED_SETTLE if published else 0.0):
             self._failed_probes.pop(handle.ref, None)
             return True
         failed = self._failed_probes.get(handle.ref, 0) + 1
