@@ -6,12 +6,12 @@ Adding a scenario is adding a module here and a line to ``SCENARIOS``.
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import http_keepalive, provision, tcp_bulk, tcp_short
+from bench.scenarios import http, http_keepalive, provision, tcp_bulk, tcp_short
 
 __all__ = ["DEFAULT", "SCENARIOS"]
 
 SCENARIOS: dict[str, Scenario] = {
-    module.SCENARIO.name: module.SCENARIO for module in (tcp_bulk, tcp_short, http_keepalive)
+    module.SCENARIO.name: module.SCENARIO for module in (tcp_bulk, tcp_short, http_keepalive, http)
 }
 # per-connection backends: one module, a scenario per provider and kind of run
 SCENARIOS.update({scenario.name: scenario for scenario in provision.SCENARIOS})

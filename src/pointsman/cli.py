@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pointsman import __version__
 from pointsman.config import Config, ConfigError, ConfigIssue, Limits, TcpListener, load
-from pointsman.routing.loader import RouteLoadError, load_route_function
+from pointsman.routing.loader import RouteLoadError, load_route_module
 
 __all__ = ["main"]
 
@@ -97,7 +97,7 @@ def _check_route_modules(config: Config) -> None:
         route = getattr(listener, "route", None)
         if route:
             try:
-                load_route_function(route, base)
+                load_route_module(route, base)
             except RouteLoadError as exc:
                 issues.append(ConfigIssue(config.source, f"listeners[{index}].route", str(exc)))
     if issues:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,9 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "DockerProviderConfig",
+    "HttpLimits",
+    "HttpListener",
+    "HttpRoute",
     "Limits",
     "LoggingConfig",
     "ProbeConfig",
@@ -73,7 +76,53 @@ class TcpListener(Base, tag="tcp", tag_field="protocol"):
     limits: Limits = msgspec.field(default_factory=Limits)
 
 
-Listener = TcpListener
+class HttpLimits(Base):
+    """Sizes in bytes and timeouts in seconds for one HTTP listener.
+
+    ``max_body_bytes`` 0 means no limit (bodies are streamed, never held);
+    ``upstream_max_connections`` 0 means no cap per endpoint.
+    """
+
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 0
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    connect_timeout: float = 5.0
+    response_timeout: float = 60.0
+    tunnel_idle_timeout: float = 300.0
+    max_connections: int = 10_000
+    upstream_pool_size: int = 64
+    upstream_max_connections: int = 0
+
+
+class HttpRoute(Base):
+    """A static route: ``host`` (exact or ``*.suffix``), optional ``path`` prefix, endpoints.
+
+    Exactly one of ``upstream`` (a configured pool's name) and ``endpoints``.
+    """
+
+    host: str
+    path: str = ""
+    upstream: str | None = None
+    endpoints: list[str] = msgspec.field(default_factory=list)
+    balance: Balance = "round_robin"
+
+
+class HttpListener(Base, tag="http", tag_field="protocol"):
+    """An HTTP/1.1 reverse proxy routing by host and path (gorouter's data path)."""
+
+    name: str
+    listen: str
+    routes: list[HttpRoute] = msgspec.field(default_factory=list)
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    sticky_cookies: list[str] = msgspec.field(default_factory=lambda: ["JSESSIONID"])
+    connect_allow: list[str] = msgspec.field(default_factory=list)
+    forwarded_proto: str = "http"
+    limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
+
+
+Listener = TcpListener | HttpListener
 
 
 class Upstream(Base, tag="static", tag_field="kind"):
@@ -318,12 +367,13 @@ def _convert(prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator
             sub, message = _split_validation_error(str(exc))
             path = prefix + sub
             issues.append(ConfigIssue(file, path, message, locator.line(path)))
-            if message.startswith("unknown kind") or not _drop(value, sub):
-                return None
+            if sub.rpartition(".")[2] in _TAG_FIELDS or not _drop(value, sub):
+                return None  # without its tag an item cannot be read any further
     return None
 
 
 _MAX_ISSUES_PER_ITEM = 20
+_TAG_FIELDS = frozenset({"protocol", "kind"})
 
 
 def _split_validation_error(text: str) -> tuple[str, str]:
@@ -348,7 +398,7 @@ def _split_validation_error(text: str) -> tuple[str, str]:
 
 
 def _listener_tags() -> list[str]:
-    kinds = getattr(Listener, "__args__", (Listener,))
+    kinds: tuple[Any, ...] = getattr(Listener, "__args__", (Listener,))
     return [str(kind.__struct_config__.tag) for kind in kinds]
 
 
@@ -399,6 +449,9 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                     route_path = base / route_path
                 if not route_path.is_file():
                     add(f"{at}.route", f"no such file: {route_path}")
+        if isinstance(listener, HttpListener):
+            _check_http(listener, at, config, add)
+            continue
         for field_name in ("buffer", "max_connections"):
             if getattr(listener.limits, field_name) <= 0:
                 add(f"{at}.limits.{field_name}", "expected a positive number")
@@ -489,6 +542,51 @@ def parse_size(value: int | str) -> int:
     if not found or int(found[1]) <= 0:
         raise ValueError(f"expected a size like 256m, got {value!r}")
     return int(found[1]) * _SIZE_UNITS[found[2]]
+
+
+def _check_http(listener: HttpListener, at: str, config: Config,
+                add: Callable[[str, str], None]) -> None:
+    """Values of an HTTP listener that msgspec cannot check; reported through ``add``."""
+    import ipaddress
+
+    for j, route in enumerate(listener.routes):
+        where = f"{at}.routes[{j}]"
+        if (route.upstream is None) == (not route.endpoints):
+            add(where, "expected exactly one of 'upstream' or 'endpoints'")
+        if route.upstream is not None and route.upstream not in config.upstreams:
+            add(f"{where}.upstream", f"no upstream named {route.upstream!r}")
+        if not route.host or "/" in route.host:
+            add(f"{where}.host", "expected a host name (put the path in 'path')")
+        if route.path and not route.path.startswith("/"):
+            add(f"{where}.path", "expected a path starting with '/'")
+        if route.balance == "hash":
+            add(f"{where}.balance", "expected 'round_robin' or 'least_conn'")
+        for k, endpoint in enumerate(route.endpoints):
+            try:
+                parse_listen(endpoint)
+            except ValueError as exc:
+                add(f"{where}.endpoints[{k}]", str(exc))
+    for j, network in enumerate(listener.trusted_proxies):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            add(f"{at}.trusted_proxies[{j}]", f"expected a CIDR, got {network!r}")
+    for j, target in enumerate(listener.connect_allow):
+        try:
+            parse_listen(target)
+        except ValueError as exc:
+            add(f"{at}.connect_allow[{j}]", str(exc))
+    limits = listener.limits
+    for field_name in ("max_header_bytes", "max_connections", "upstream_pool_size"):
+        if getattr(limits, field_name) <= 0:
+            add(f"{at}.limits.{field_name}", "expected a positive number")
+    for field_name in ("max_body_bytes", "upstream_max_connections"):
+        if getattr(limits, field_name) < 0:
+            add(f"{at}.limits.{field_name}", "expected 0 (no limit) or a positive number")
+    for field_name in ("header_timeout", "body_timeout", "keepalive_timeout", "connect_timeout",
+                       "response_timeout", "tunnel_idle_timeout"):
+        if getattr(limits, field_name) <= 0:
+            add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
 
 
 def resolve_path(config: Config, value: str) -> Path:

@@ -200,3 +200,69 @@ def test_slow_reader_keeps_rss_flat_over_200_mib(
                 peak = max(peak, proxy.rss_kib())
     assert received == total
     assert peak - baseline < 16 * 1024, f"RSS grew from {baseline} KiB to {peak} KiB"
+
+
+def test_proxy_protocol_accepted_from_the_front_and_sent_to_the_backend(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
+        echo_server: Callable[..., ThreadedServer]) -> None:
+    backend = echo_server()
+    router = _router(write_config, f"""
+        def route(data, conn):
+            # conn.client is the client the balancer named, not the balancer
+            assert conn.client == ("203.0.113.7", 41000), conn.client
+            return "{backend.address}"
+    """)
+    config = write_config(f"""
+[[listeners]]
+name = "v1in-v2out"
+protocol = "tcp"
+listen = "127.0.0.1:0"
+route = "{router}"
+accept_proxy_protocol = true
+send_proxy_protocol = "v2"
+
+[[listeners]]
+name = "static-v1out"
+protocol = "tcp"
+listen = "127.0.0.1:0"
+upstream = "echo"
+accept_proxy_protocol = true
+send_proxy_protocol = "v1"
+
+[upstreams.echo]
+endpoints = ["{backend.address}"]
+""")
+    proxy = pointsman("serve", "-c", str(config))
+    header = b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 443\r\n"
+    echoed = _exchange(proxy.address("v1in-v2out"), header + b"payload")
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    assert echoed.startswith(signature + b"\x21\x11\x00\x0c")
+    assert echoed[16:28] == bytes([203, 0, 113, 7, 192, 0, 2, 1]) + (41000).to_bytes(2, "big") \
+        + (443).to_bytes(2, "big")
+    assert echoed[28:] == b"payload"
+    echoed = _exchange(proxy.address("static-v1out"), header + b"more")
+    assert echoed == header + b"more"
+    assert _exchange(proxy.address("static-v1out"), b"GET / HTTP/1.0\r\n\r\n") == b""
+    records = proxy.wait_access(3)
+    assert {r["client"] for r in records if r["reason"] == "done"} == {"203.0.113.7:41000"}
+    assert "bad_proxy_header" in {r["reason"] for r in records}
+
+
+def test_on_connect_routes_before_the_client_speaks(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
+        echo_server: Callable[..., ThreadedServer]) -> None:
+    def greeter(sock: socket.socket) -> None:
+        sock.sendall(b"server first\r\n")
+        echo(sock)
+
+    backend = echo_server(greeter)
+    router = _router(write_config, f"""
+        def on_connect(conn):
+            return "{backend.address}" if conn.client[0] == "127.0.0.1" else None
+
+        def route(data, conn):
+            raise AssertionError("never asked: on_connect decided")
+    """)
+    proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
+    with socket.create_connection(proxy.address("tcp"), timeout=5) as sock:
+        assert sock.recv(100) == b"server first\r\n"

@@ -21,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from pointsman import __version__
-from pointsman.config import Config, ConfigError, TcpListener, Upstream, load, parse_listen
+from pointsman.config import (
+    Config,
+    ConfigError,
+    HttpListener,
+    TcpListener,
+    Upstream,
+    load,
+    parse_listen,
+)
 from pointsman.control.logs import JsonLog
 from pointsman.routing.loader import RouteLoadError
-from pointsman.serve import tcp
+from pointsman.serve import http1, tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
 from pointsman.serve.provision import ProvisionPool
@@ -37,6 +45,7 @@ Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
+    HttpListener: http1.start,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25

@@ -4,6 +4,10 @@
 ``file.py:name`` or ``package.module:name`` name another one. A function of
 one argument (just the bytes, as ProxyMachine's block) is accepted and wrapped
 once here, so the hot path always makes the same two-argument call.
+
+A module may also define ``on_connect(conn)``: called once as a connection
+arrives, before any byte, so protocols where the server speaks first (MySQL,
+SMTP, SSH) can be routed by the client's address instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -12,21 +16,34 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pointsman.routing.content import Conn, RouteFunction
 
-__all__ = ["RouteLoadError", "load_route_function"]
+__all__ = ["RouteLoadError", "RouteModule", "load_route_module"]
 
 DEFAULT_NAMES = ("route", "proxy")
+ON_CONNECT = "on_connect"
+
+ConnectFunction = Callable[[Conn], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteModule:
+    """The functions a route module offers: ``route`` always, ``on_connect`` optionally."""
+
+    route: RouteFunction
+    on_connect: ConnectFunction | None = None
 
 
 class RouteLoadError(Exception):
     """The named route function cannot be loaded; the message says why."""
 
 
-def load_route_function(spec: str, base_dir: Path | None = None) -> RouteFunction:
+def load_route_module(spec: str, base_dir: Path | None = None) -> RouteModule:
     """Load ``spec`` (``file.py``, ``file.py:name`` or ``module:name``)."""
     target, _, name = spec.partition(":") if not _is_windows_drive(spec) else (spec, "", "")
     if target.endswith(".py"):
@@ -38,10 +55,13 @@ def load_route_function(spec: str, base_dir: Path | None = None) -> RouteFunctio
         except Exception as exc:
             raise RouteLoadError(f"cannot import {target!r}: {exc}") from exc
     names = (name,) if name else DEFAULT_NAMES
+    on_connect = getattr(module, ON_CONNECT, None)
+    if on_connect is not None and not callable(on_connect):
+        raise RouteLoadError(f"{target}: {ON_CONNECT} must be a function of (conn)")
     for candidate in names:
         function = getattr(module, candidate, None)
         if callable(function):
-            return _two_arguments(function, f"{target}:{candidate}")
+            return RouteModule(_two_arguments(function, f"{target}:{candidate}"), on_connect)
     wanted = " or ".join(repr(n) for n in names)
     raise RouteLoadError(f"{target} defines no function named {wanted}")
 

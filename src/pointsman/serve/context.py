@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pointsman.routing.table import TableHolder
 from pointsman.serve.poller import Poller
 from pointsman.serve.provision import ProvisionPool
 from pointsman.upstream.pool import Pool
@@ -60,5 +61,6 @@ class ServeContext:
     config_dir: Path = field(default_factory=Path)
     pools: dict[str, Pool] = field(default_factory=dict)
     provision: dict[str, ProvisionPool] = field(default_factory=dict)
+    routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
     extras: dict[str, Any] = field(default_factory=dict)

@@ -1,12 +1,16 @@
-"""Joining two sockets both ways, with the bytes kept out of Python on Linux.
+"""Joining two sockets both ways, with bulk bytes kept out of Python on Linux.
 
-Each direction is a ``Half`` driven by event-loop readiness callbacks (no
-coroutine per chunk). On Linux a half moves bytes with ``os.splice`` through a
-pipe, so payload never becomes a Python object; elsewhere it falls back to
-``recv_into``/``send`` through one reusable buffer. Either way a half stops
-reading its source while its destination cannot take more, so a slow reader
-costs at most one pipe (or one buffer) of memory, however much the other side
-sends.
+Each direction is a ``Half`` driven by readiness callbacks (no coroutine per
+chunk). A direction starts by copying: ``recv_into`` one buffer shared by every
+relay, then ``send``, which for the few bytes of a short exchange is the
+cheapest path. Once a direction has moved ``SPLICE_AFTER`` bytes it is
+streaming and switches to ``os.splice`` through a pipe, so bulk payload never
+becomes a Python object (HAProxy's splice-auto has the same idea). Elsewhere
+than Linux it copies throughout.
+
+Either way a half stops reading its source while its destination cannot take
+more, so a slow reader costs at most one pipe or one chunk of memory, however
+much the other side sends, and an idle connection holds neither.
 
 An end of stream on one side becomes ``shutdown(SHUT_WR)`` on the other (a
 half-close), and the relay ends when both directions have ended or either side
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import socket
 import sys
@@ -30,6 +35,7 @@ __all__ = ["SPLICE_AVAILABLE", "PipePool", "Relay"]
 SPLICE_AVAILABLE = sys.platform == "linux" and hasattr(os, "splice")
 PIPE_SIZE = 1 << 18
 COPY_CHUNK = 1 << 16
+SPLICE_AFTER = 1 << 16
 MAX_PUMPS_PER_WAKEUP = 8
 _SPLICE_FLAGS = (
     getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -41,28 +47,30 @@ _GONE = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ETIMEDOU
 
 
 class PipePool:
-    """Empty pipes kept for reuse, so a short connection costs no ``pipe()`` calls.
+    """What relays borrow to move bytes: empty pipes, and one copy buffer.
 
-    Only pipes known to be empty come back; a pipe whose contents are unknown
-    (a relay that ended in an error) is closed instead.
+    Pipes come back only when known to be empty; a pipe whose contents are
+    unknown (a relay that ended in an error) is closed instead. The copy buffer
+    is shared by every relay of one event loop: a half that cannot send all it
+    read keeps only the unsent tail.
     """
 
-    __slots__ = ("_free", "limit")
+    __slots__ = ("_free", "buffer", "limit", "splice", "view")
 
-    def __init__(self, limit: int = 512) -> None:
+    def __init__(self, limit: int = 64, splice: bool = SPLICE_AVAILABLE) -> None:
         self._free: list[tuple[int, int]] = []
         self.limit = limit
+        self.splice = splice and SPLICE_AVAILABLE
+        self.buffer = bytearray(COPY_CHUNK)
+        self.view = memoryview(self.buffer)
 
     def acquire(self) -> tuple[int, int]:
         if self._free:
             return self._free.pop()
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            import fcntl
-
+        # A lower pipe-max-size or the per-user pipe budget: keep the default size.
+        with contextlib.suppress(OSError):
             fcntl.fcntl(write_fd, _F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # a lower /proc/sys/fs/pipe-max-size: keep the default size
-            pass
         return read_fd, write_fd
 
     def release(self, pipe: tuple[int, int], clean: bool) -> None:
@@ -82,29 +90,34 @@ class PipePool:
 class Half:
     """One direction: bytes from ``src`` to ``dst``.
 
-    ``backlog`` holds bytes that must reach ``dst`` before anything read from
-    ``src`` (the replayed buffer, a PROXY protocol header).
+    ``staged`` holds bytes read but not yet sent (at first, what must reach
+    ``dst`` before anything from ``src``: the replayed buffer, a PROXY protocol
+    header); ``pending`` counts bytes waiting in ``pipe``. At most one of the
+    two is non-empty, because a half changes mode only when both are.
     """
 
-    __slots__ = ("_reading", "backlog", "done", "dst", "dst_fd", "eof", "moved", "poller",
-                 "relay", "src", "src_fd")
+    __slots__ = ("_reading", "done", "dst", "dst_fd", "eof", "moved", "pending", "pipe",
+                 "pipes", "poller", "relay", "src", "src_fd", "staged")
 
     def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
                  backlog: bytes) -> None:
         self.relay = relay
         self.poller = relay.poller
+        self.pipes = relay.pipes
         self.src = src
         self.dst = dst
         self.src_fd = src.fileno()
         self.dst_fd = dst.fileno()
-        self.backlog: memoryview | None = memoryview(backlog) if backlog else None
+        self.staged: memoryview | None = memoryview(backlog) if backlog else None
+        self.pipe: tuple[int, int] | None = None
+        self.pending = 0
         self.moved = 0
         self.eof = False
         self.done = False
         self._reading = False
 
     def start(self) -> None:
-        if self.backlog is None or self._flush_backlog():
+        if self.drain():
             self._resume()
 
     def stop(self) -> None:
@@ -127,29 +140,8 @@ class Half:
         self._pause()
         self.poller.add_writer(self.dst_fd, self.on_writable)
 
-    def _flush_backlog(self) -> bool:
-        """Send the backlog; ``False`` when ``dst`` is full and a writer waits."""
-        backlog = self.backlog
-        assert backlog is not None
-        try:
-            sent = self.dst.send(backlog)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self.relay.fail(exc, self.dst)
-            return False
-        self.moved += sent
-        if sent < len(backlog):
-            self.backlog = backlog[sent:]
-            self._wait_writable()
-            return False
-        self.backlog = None
-        return True
-
     def on_writable(self) -> None:
         self.poller.remove_writer(self.dst_fd)
-        if self.backlog is not None and not self._flush_backlog():
-            return
         if not self.drain():
             return
         if self.eof:
@@ -158,11 +150,97 @@ class Half:
             self._resume()
 
     def on_readable(self) -> None:
-        raise NotImplementedError
+        if self.pipes.splice and self.moved >= SPLICE_AFTER:
+            self._splice_in()
+        else:
+            self._copy_in()
+
+    def _copy_in(self) -> None:
+        recv_into, send = self.src.recv_into, self.dst.send
+        buffer, view = self.pipes.buffer, self.pipes.view
+        for _ in range(MAX_PUMPS_PER_WAKEUP):
+            try:
+                count = recv_into(buffer)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.relay.fail(exc, self.src)
+                return
+            if count == 0:
+                self.source_ended()
+                return
+            try:
+                sent = send(view[:count])
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self.relay.fail(exc, self.dst)
+                return
+            self.moved += sent
+            if sent < count:
+                # Keep only the unsent tail: the shared buffer is reused at once.
+                self.staged = memoryview(bytes(view[sent:count]))
+                self._wait_writable()
+                return
+            if count < COPY_CHUNK or (self.pipes.splice and self.moved >= SPLICE_AFTER):
+                return
+
+    def _splice_in(self) -> None:
+        pipe = self.pipe
+        if pipe is None:
+            pipe = self.pipe = self.pipes.acquire()
+        splice, src_fd, pipe_w = os.splice, self.src_fd, pipe[1]
+        try:
+            for _ in range(MAX_PUMPS_PER_WAKEUP):
+                count = splice(src_fd, pipe_w, PIPE_SIZE, flags=_SPLICE_FLAGS)
+                if count == 0:
+                    self.source_ended()
+                    return
+                self.pending += count
+                if not self.drain() or count < PIPE_SIZE:
+                    return
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.relay.fail(exc, self.src)
+        finally:
+            if self.pipe is not None and not self.pending:
+                # Give the empty pipe back: idle connections hold none.
+                self.pipes.release(self.pipe, clean=True)
+                self.pipe = None
 
     def drain(self) -> bool:
-        """Push staged bytes to ``dst``; ``False`` when ``dst`` is full."""
-        raise NotImplementedError
+        """Push staged and piped bytes to ``dst``; ``False`` when ``dst`` is full."""
+        staged = self.staged
+        while staged is not None:
+            try:
+                sent = self.dst.send(staged)
+            except BlockingIOError:
+                self.staged = staged
+                self._wait_writable()
+                return False
+            except OSError as exc:
+                self.relay.fail(exc, self.dst)
+                return False
+            self.moved += sent
+            staged = staged[sent:] if sent < len(staged) else None
+        self.staged = None
+        if not self.pending:
+            return True
+        assert self.pipe is not None
+        splice, pipe_r, dst_fd = os.splice, self.pipe[0], self.dst_fd
+        while self.pending:
+            try:
+                count = splice(pipe_r, dst_fd, self.pending, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                self._wait_writable()
+                return False
+            except OSError as exc:
+                self.relay.fail(exc, self.dst)
+                return False
+            self.pending -= count
+            self.moved += count
+        return True
 
     def source_ended(self) -> None:
         self.eof = True
@@ -179,103 +257,16 @@ class Half:
             self.dst.shutdown(socket.SHUT_WR)
         self.relay.half_done()
 
-
-class SpliceHalf(Half):
-    """Moves bytes socket -> pipe -> socket inside the kernel."""
-
-    __slots__ = ("pending", "pipe")
-
-    def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
-                 backlog: bytes) -> None:
-        super().__init__(relay, src, dst, backlog)
-        self.pipe = relay.pipes.acquire()
-        self.pending = 0
-
-    def on_readable(self) -> None:
-        splice, src_fd, pipe_w = os.splice, self.src_fd, self.pipe[1]
-        try:
-            for _ in range(MAX_PUMPS_PER_WAKEUP):
-                count = splice(src_fd, pipe_w, PIPE_SIZE, flags=_SPLICE_FLAGS)
-                if count == 0:
-                    self.source_ended()
-                    return
-                self.pending += count
-                if not self.drain() or count < PIPE_SIZE:
-                    return
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.relay.fail(exc, self.src)
-
-    def drain(self) -> bool:
-        splice, pipe_r, dst_fd = os.splice, self.pipe[0], self.dst_fd
-        while self.pending:
-            try:
-                count = splice(pipe_r, dst_fd, self.pending, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                self._wait_writable()
-                return False
-            except OSError as exc:
-                self.relay.fail(exc, self.dst)
-                return False
-            self.pending -= count
-            self.moved += count
-        return True
-
     def release(self) -> None:
-        self.relay.pipes.release(self.pipe, clean=self.pending == 0)
-
-
-class CopyHalf(Half):
-    """The portable path: one reusable buffer per direction."""
-
-    __slots__ = ("buffer", "staged", "view")
-
-    def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket,
-                 backlog: bytes) -> None:
-        super().__init__(relay, src, dst, backlog)
-        self.buffer = bytearray(COPY_CHUNK)
-        self.view = memoryview(self.buffer)
-        self.staged: memoryview | None = None
-
-    def on_readable(self) -> None:
-        try:
-            for _ in range(MAX_PUMPS_PER_WAKEUP):
-                count = self.src.recv_into(self.buffer)
-                if count == 0:
-                    self.source_ended()
-                    return
-                self.staged = self.view[:count]
-                if not self.drain() or count < COPY_CHUNK:
-                    return
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.relay.fail(exc, self.src)
-
-    def drain(self) -> bool:
-        staged = self.staged
-        while staged is not None:
-            try:
-                sent = self.dst.send(staged)
-            except BlockingIOError:
-                self.staged = staged
-                self._wait_writable()
-                return False
-            except OSError as exc:
-                self.relay.fail(exc, self.dst)
-                return False
-            self.moved += sent
-            staged = staged[sent:] if sent < len(staged) else None
-        self.staged = None
-        return True
-
-    def release(self) -> None:
-        self.view.release()
+        if self.pipe is not None:
+            self.pipes.release(self.pipe, clean=not self.pending)
+            self.pipe = None
 
 
 class Relay:
-    """Two connected sockets spliced together until both directions end.
+    """Two connected sockets joined until both directions end.
+
+    ``pipes=None`` copies throughout (and gives the relay a buffer of its own).
 
     ``on_done(reason)`` is called exactly once; the relay closes both sockets
     itself. ``reason`` is ``"done"`` for a clean end, ``"idle_timeout"``, or
@@ -292,13 +283,12 @@ class Relay:
         self.poller = poller
         self.client = client
         self.backend = backend
-        self.pipes = pipes if pipes is not None else PipePool(0)
+        self.pipes = pipes if pipes is not None else PipePool(0, splice=False)
         self.idle_timeout = idle_timeout
         self._on_done: Callable[[str], None] | None = on_done
         self.reason = ""
-        half = SpliceHalf if pipes is not None and SPLICE_AVAILABLE else CopyHalf
-        self.up: SpliceHalf | CopyHalf = half(self, client, backend, to_backend)
-        self.down: SpliceHalf | CopyHalf = half(self, backend, client, b"")
+        self.up = Half(self, client, backend, to_backend)
+        self.down = Half(self, backend, client, b"")
         self._last_moved = -1
         self._idle_handle: asyncio.TimerHandle | None = None
 

@@ -19,7 +19,7 @@ import inspect
 import socket
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -35,13 +35,14 @@ from pointsman.routing.content import (
     RouteFunction,
     normalise,
 )
-from pointsman.routing.loader import load_route_function
+from pointsman.routing.loader import RouteModule, load_route_module
 from pointsman.serve.context import ServeContext
 from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.relay import PipePool, Relay
 from pointsman.upstream.balancers import EndpointState
 from pointsman.upstream.pool import Pool
 from pointsman.upstream.provision import PoolExhausted
+from pointsman.wire import proxy_protocol
 
 __all__ = ["TcpServer", "open_listening_sockets", "start"]
 
@@ -83,8 +84,8 @@ def open_listening_sockets(listen: str, reuse_port: bool) -> list[socket.socket]
 
 async def start(config: TcpListener, ctx: ServeContext) -> TcpServer:
     """Load the route function, bind, and begin accepting."""
-    route = load_route_function(config.route, ctx.config_dir) if config.route else None
-    server = TcpServer(config, ctx, route, open_listening_sockets(config.listen, ctx.reuse_port))
+    module = load_route_module(config.route, ctx.config_dir) if config.route else None
+    server = TcpServer(config, ctx, module, open_listening_sockets(config.listen, ctx.reuse_port))
     server.start()
     return server
 
@@ -93,14 +94,15 @@ class TcpServer:
     """One ``protocol = "tcp"`` listener and the sessions it accepted."""
 
     def __init__(self, config: TcpListener, ctx: ServeContext,
-                 route: RouteFunction | None, sockets: list[socket.socket]) -> None:
+                 module: RouteModule | None, sockets: list[socket.socket]) -> None:
         self.name = config.name
         self.config = config
         self.limits: Limits = config.limits
         self.ctx = ctx
         self.loop = ctx.loop
         self.poller = ctx.poller
-        self.route = route
+        self.route: RouteFunction | None = module.route if module else None
+        self.on_connect = module.on_connect if module else None
         self.pool: Pool | None = ctx.pools.get(config.upstream) if config.upstream else None
         self.sockets = sockets
         self.sessions: set[Session] = set()
@@ -182,9 +184,9 @@ class Session:
     the ``Relay`` owns both sockets and the session only waits to log.
     """
 
-    __slots__ = ("_decision_timer", "_reading", "attempts", "backend", "buffer", "client",
-                 "conn", "connect_timer", "endpoint", "fd", "lease", "loop", "poller", "relay",
-                 "remote", "route", "server", "started", "task", "tried")
+    __slots__ = ("_awaiting_header", "_decision_timer", "_reading", "attempts", "backend",
+                 "buffer", "client", "conn", "connect_timer", "endpoint", "fd", "lease", "loop",
+                 "poller", "relay", "remote", "route", "server", "started", "task", "tried")
 
     def __init__(self, server: TcpServer, sock: socket.socket, address: Any) -> None:
         # Per-server state
@@ -201,6 +203,7 @@ class Session:
                          listener=server.name)
         self.buffer = bytearray()
         self._reading = False
+        self._awaiting_header = False
         self._decision_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[Any] | None = None
         # Per-attempt state
@@ -217,14 +220,50 @@ class Session:
     # -- before the decision -------------------------------------------------
 
     def start(self) -> None:
+        if self.server.config.accept_proxy_protocol:
+            # The balancer in front names the real client before anything else.
+            self._awaiting_header = True
+            self._arm_decision_timer()
+            self._read()
+            return
+        self._begin()
+
+    def _begin(self) -> None:
+        """The client is known: route at once (static upstream) or on the bytes."""
         if self.server.route is None:
             # A static upstream needs no bytes first: protocols where the server
             # speaks first (SMTP, MySQL, SSH banners) must not wait on the client.
             self._apply(Route(remote=Remote(upstream=self.server.config.upstream)))
             return
-        self._decision_timer = self.loop.call_later(self.server.limits.decision_timeout,
-                                                    self.close, "decision_timeout")
-        self._read()
+        self._arm_decision_timer()
+        if self.buffer:
+            self._decide()
+        elif self.server.on_connect is not None:
+            self._ask(self.server.on_connect, self.conn)
+        else:
+            self._read()
+
+    def _arm_decision_timer(self) -> None:
+        if self._decision_timer is None:
+            self._decision_timer = self.loop.call_later(self.server.limits.decision_timeout,
+                                                        self.close, "decision_timeout")
+
+    def _take_proxy_header(self) -> bool:
+        """Strip a PROXY protocol header off the buffer; ``False`` until there is one."""
+        try:
+            header = proxy_protocol.parse(self.buffer)
+        except proxy_protocol.ProxyProtocolError:
+            self.close("bad_proxy_header")
+            return False
+        if header is proxy_protocol.NEED_DATA:
+            return False
+        assert isinstance(header, proxy_protocol.ProxyHeader)
+        del self.buffer[:header.length]
+        if isinstance(header.source, tuple) and isinstance(header.destination, tuple):
+            self.conn.client = header.source
+            self.conn.local = header.destination
+        self._awaiting_header = False
+        return True
 
     def _read(self) -> None:
         if not self._reading:
@@ -251,13 +290,20 @@ class Session:
         if len(self.buffer) > self.server.limits.buffer:
             self.close("buffer_limit")
             return
+        if self._awaiting_header:
+            if self._take_proxy_header():
+                self._begin()
+            return
         self._decide()
 
     def _decide(self) -> None:
-        route = self.server.route
-        assert route is not None
+        assert self.server.route is not None
+        self._ask(self.server.route, bytes(self.buffer), self.conn)
+
+    def _ask(self, function: Callable[..., Any], *args: Any) -> None:
+        """Call user code and act on its answer, awaiting it only if it must be awaited."""
         try:
-            answer = route(bytes(self.buffer), self.conn)
+            answer = function(*args)
             if inspect.isawaitable(answer):
                 self._stop_reading()
                 self.task = self.loop.create_task(self._await_decision(answer))
@@ -457,8 +503,13 @@ class Session:
             self.endpoint.active += 1
             self.endpoint.total += 1
         idle = self.route.inactivity_timeout or self.server.limits.idle_timeout
+        to_backend = bytes(self.buffer)
+        version = self.server.config.send_proxy_protocol
+        if version != "off":
+            encode = proxy_protocol.encode_v1 if version == "v1" else proxy_protocol.encode_v2
+            to_backend = encode(self.conn.client, self.conn.local) + to_backend
         self.relay = Relay(self.loop, self.poller, self.client, backend, pipes=self.server.pipes,
-                           to_backend=bytes(self.buffer), idle_timeout=idle,
+                           to_backend=to_backend, idle_timeout=idle,
                            on_done=self._relay_done)
         self.buffer = bytearray()
         if self.lease is not None:

@@ -42,3 +42,45 @@ class Pool:
 
     def succeeded(self, endpoint: EndpointState) -> None:
         endpoint.succeeded()
+
+
+class EndpointStates:
+    """Live counters of endpoints that come and go with route tables, keyed by address.
+
+    Route tables are immutable and rebuilt on every registration, so the
+    counters balancers and passive health need (active requests, failures,
+    the rest deadline) live here instead, one ``EndpointState`` per
+    ``host:port`` however many routes name it. States of addresses no longer
+    in use are dropped by ``sweep``.
+    """
+
+    __slots__ = ("_states", "fail_timeout", "max_connections", "max_fails")
+
+    def __init__(self, max_connections: int = 0, max_fails: int = 1,
+                 fail_timeout: float = 30.0) -> None:
+        self._states: dict[str, EndpointState] = {}
+        self.max_connections = max_connections
+        self.max_fails = max_fails
+        self.fail_timeout = fail_timeout
+
+    def get(self, host: str, port: int, address: str) -> EndpointState:
+        state = self._states.get(address)
+        if state is None:
+            state = EndpointState(host, port, max_connections=self.max_connections)
+            self._states[address] = state
+        return state
+
+    def failed(self, state: EndpointState, now: float) -> None:
+        state.failed(now, self.max_fails, self.fail_timeout)
+
+    def succeeded(self, state: EndpointState) -> None:
+        if state.fails:
+            state.succeeded()
+
+    def sweep(self, in_use: set[str]) -> None:
+        """Forget idle states whose address no route names any more."""
+        for address in [a for a, s in self._states.items() if a not in in_use and not s.active]:
+            del self._states[address]
+
+    def __len__(self) -> int:
+        return len(self._states)

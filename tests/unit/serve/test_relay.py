@@ -123,3 +123,22 @@ async def test_backend_reset_while_paused_ends_the_relay(pipes: type[PipePool] |
         pass
     assert await asyncio.wait_for(done, 5) == "backend_error"
     client.close()
+
+
+@pytest.mark.skipif(not SPLICE_AVAILABLE, reason="splice(2) is Linux-only")
+async def test_an_idle_relay_holds_no_pipe() -> None:
+    loop = asyncio.get_running_loop()
+    client, proxy_client, proxy_backend, backend = _pairs()
+    pipes = PipePool()
+    relay = Relay(loop, Poller(loop), proxy_client, proxy_backend, pipes=pipes,
+                  on_done=lambda reason: None)
+    relay.start()
+    await loop.sock_sendall(client, b"x" * 100_000)
+    received = 0
+    while received < 100_000:
+        received += len(await loop.sock_recv(backend, 1 << 16))
+    await asyncio.sleep(0.01)
+    assert relay.up.pipe is None and relay.down.pipe is None
+    relay.abort("test")
+    client.close()
+    backend.close()

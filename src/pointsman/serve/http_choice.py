@@ -1,0 +1,86 @@
+"""Choosing the endpoint of one request: balancer, sticky session, or a named instance.
+
+A ``RoutePool`` from the immutable table is joined here with the live
+``EndpointState`` counters (one per address, kept in ``upstream``) and the
+route's balancer. The join is cached per route key and rebuilt only when the
+table hands out a different pool object, so a request pays one dict lookup
+and an identity check; a route keeps its balancer (and so its round-robin
+position) across table versions while its policy stays the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pointsman.routing.table import Endpoint, RoutePool
+from pointsman.upstream.balancers import Balancer, EndpointState, make_balancer
+from pointsman.upstream.pool import EndpointStates
+
+__all__ = ["Choice", "Chooser", "RouteState"]
+
+MAX_CACHED_ROUTES = 200_000
+
+
+@dataclass(slots=True, eq=False)
+class Choice:
+    """One chosen endpoint: its table entry and its live counters."""
+
+    endpoint: Endpoint
+    state: EndpointState
+
+
+class RouteState:
+    """A pool joined with its live states and balancer."""
+
+    __slots__ = ("balance", "balancer", "by_state", "pool", "states")
+
+    def __init__(self, pool: RoutePool, live: EndpointStates, balancer: Balancer) -> None:
+        self.pool = pool
+        self.balance = pool.balance
+        self.balancer = balancer
+        self.states = [live.get(e.host, e.port, e.address) for e in pool.endpoints]
+        self.by_state = dict(zip(map(id, self.states), pool.endpoints, strict=True))
+
+    def choice(self, state: EndpointState) -> Choice:
+        return Choice(self.by_state[id(state)], state)
+
+    def instance(self, instance_id: str) -> EndpointState | None:
+        """The state of the endpoint whose ``instance_id`` (or address) is given."""
+        for endpoint, state in zip(self.pool.endpoints, self.states, strict=True):
+            if endpoint.instance_id == instance_id:
+                return state
+        return None
+
+    def app_instance(self, app: str, index: str) -> EndpointState | None:
+        for endpoint, state in zip(self.pool.endpoints, self.states, strict=True):
+            if endpoint.app == app and endpoint.instance_index == index:
+                return state
+        return None
+
+
+class Chooser:
+    """Route states by key, over one listener's ``EndpointStates``."""
+
+    __slots__ = ("_routes", "live")
+
+    def __init__(self, live: EndpointStates) -> None:
+        self.live = live
+        self._routes: dict[str, RouteState] = {}
+
+    def route(self, pool: RoutePool) -> RouteState:
+        state = self._routes.get(pool.key)
+        if state is not None and state.pool is pool:
+            return state
+        if state is not None and state.balance == pool.balance:
+            balancer = state.balancer
+        else:
+            balancer = make_balancer(pool.balance)
+        if len(self._routes) >= MAX_CACHED_ROUTES:
+            self._routes.clear()
+        fresh = RouteState(pool, self.live, balancer)
+        self._routes[pool.key] = fresh
+        return fresh
+
+    def pick(self, route: RouteState, now: float,
+             exclude: frozenset[EndpointState]) -> EndpointState | None:
+        return route.balancer.select(route.states, "", now, exclude)

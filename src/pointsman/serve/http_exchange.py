@@ -1,0 +1,574 @@
+"""One request and its response: routing, endpoint choice, retries, streaming both ways.
+
+An ``Exchange`` is created when a request head has been parsed and lives
+until its response has been written (or it failed). Only the exchange at the
+head of its connection's queue talks to an upstream. It is the
+``ResponseSink`` of the upstream connection it holds, so the upstream's
+parser callbacks land here and go straight to the client transport.
+
+Retries: a connect failure, or a kept-alive upstream connection that turns
+out closed before any response byte, is retried on another endpoint up to
+``MAX_RETRIES`` times, as long as no body byte was sent or the request is
+idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from pointsman.config import parse_listen
+from pointsman.routing.table import Endpoint, RoutePool
+from pointsman.serve.flow import BACKLOG, PEER_FULL
+from pointsman.serve.http_choice import RouteState
+from pointsman.serve.http_upstream import UpstreamConnection
+from pointsman.upstream.balancers import EndpointState
+from pointsman.wire.forward import (
+    StickyRequest,
+    build_request_head,
+    build_response_head,
+    sticky_request,
+)
+from pointsman.wire.http1 import (
+    CHUNK_END,
+    CRLF,
+    IDEMPOTENT,
+    RequestHead,
+    ResponseHead,
+    chunk_size_line,
+)
+
+if TYPE_CHECKING:
+    from pointsman.serve.http1 import ClientConnection
+
+__all__ = ["MAX_RETRIES", "REPLAY_LIMIT", "Exchange"]
+
+MAX_RETRIES = 3
+"""Connect failures are retried on other endpoints up to this many times."""
+REPLAY_LIMIT = 64 * 1024
+"""Body bytes of an idempotent request kept so it can be retried after they were sent."""
+
+COALESCE_LIMIT = 16 * 1024
+"""Body bytes copied behind a response head to send both at once; larger go by writelines."""
+BACKLOG_HIGH = 256 * 1024
+"""Body bytes held for an upstream not yet attached before reading pauses."""
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONNECTED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+
+
+class Exchange:
+    """One request and its response, from head received to response written."""
+
+    __slots__ = (
+        "attempts",
+        "backlog",
+        "backlog_bytes",
+        "body_bytes",
+        "body_sent",
+        "chunk",
+        "client",
+        "close",
+        "endpoint",
+        "head",
+        "head_bytes",
+        "head_out",
+        "oversize",
+        "pool",
+        "replay",
+        "request_complete",
+        "request_id",
+        "response_deadline",
+        "response_started",
+        "rhead",
+        "route",
+        "start",
+        "state",
+        "status",
+        "sticky",
+        "tried",
+        "upstream",
+        "upstream_keep",
+    )
+
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
+        self.client = client
+        self.head = head
+        self.start = time.monotonic()
+        self.request_complete = False
+        self.response_started = False
+        self.response_deadline = 0.0
+        self.close = not head.keep_alive
+        self.chunk = False
+        self.status = 0
+        self.backlog: list[bytes] | None = None
+        self.backlog_bytes = 0
+        self.body_bytes = 0
+        self.body_sent = False
+        self.head_bytes = b""
+        self.head_out = b""
+        self.rhead: ResponseHead | None = None
+        self.request_id = b""
+        self.pool: RoutePool | None = None
+        self.route: RouteState | None = None
+        self.state: EndpointState | None = None
+        self.endpoint: Endpoint | None = None
+        self.oversize = False
+        self.upstream_keep = False
+        self.replay: list[bytes] | None = [] if head.method in IDEMPOTENT else None
+        self.upstream: UpstreamConnection | None = None
+        self.sticky: StickyRequest | None = None
+        self.tried: frozenset[EndpointState] = frozenset()
+        self.attempts = 0
+
+    # -- routing ------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """This exchange is now at the head of the queue: route it and find an upstream."""
+        server = self.client.server
+        head = self.head
+        if self.oversize:
+            self.too_large()
+            return
+        if head.method == b"CONNECT":
+            self._connect_tunnel()
+            return
+        host = head.host.decode("latin-1")
+        if not host or host == self.client.client_ip:
+            self.fail(400, "empty_host", "Request has no usable Host.")
+            return
+        pool = server.routes.table.lookup(host, head.path.decode("latin-1"))
+        if pool is None:
+            self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
+                                            "does not exist.")
+            return
+        self.pool = pool
+        self.route = server.chooser.route(pool)
+        pinned = self._pinned()
+        if isinstance(pinned, bool):
+            return
+        self.sticky = sticky_request(head, server.sticky_names) if server.sticky_names else None
+        self._pick(pinned)
+
+    def _pinned(self) -> EndpointState | bool | None:
+        """``X-Cf-App-Instance: app:index``: that one instance, 400 when malformed or gone."""
+        for name, value in self.head.headers:
+            if len(name) == 17 and name.lower() == b"x-cf-app-instance":
+                app, sep, index = value.decode("latin-1").strip().partition(":")
+                if not sep or not app or not index.isdigit():
+                    self.fail(400, "invalid_cf_app_instance_header",
+                              "Invalid X-Cf-App-Instance header.")
+                    return False
+                assert self.route is not None
+                state = self.route.app_instance(app, index)
+                if state is None:
+                    self.fail(400, "unknown_route", "Requested instance does not exist.")
+                    return False
+                return state
+        return None
+
+    def _pick(self, pinned: EndpointState | None = None) -> None:
+        route = self.route
+        assert route is not None
+        now = time.monotonic()
+        state = pinned
+        if state is None and self.sticky is not None and self.sticky.instance_id \
+                and not self.tried:
+            sticky = route.instance(self.sticky.instance_id)
+            if sticky is not None and sticky.available(now):
+                state = sticky
+        if state is None:
+            state = route.balancer.select(route.states, "", now, self.tried)
+        if state is None:
+            if self.attempts:
+                self.fail(502, "endpoint_failure",
+                          "502 Bad Gateway: Registered endpoint failed to handle the request.")
+            else:
+                self.fail(503, "no_endpoints", "No endpoint can take the request.")
+            return
+        self.state = state
+        self.endpoint = route.by_state[id(state)]
+        self.tried = self.tried | {state}
+        self.attempts += 1
+        state.active += 1
+        state.total += 1
+        server = self.client.server
+        conn = server.pool.acquire(self.endpoint.address)
+        if conn is not None:
+            self._attach(conn)
+        else:
+            endpoint = self.endpoint
+            server.pool.connect(endpoint.host, endpoint.port, endpoint.address, self._connected)
+
+    def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
+        client = self.client
+        if client.current is not self:
+            if conn is not None:
+                client.server.pool.release(conn)
+            return
+        if conn is None:
+            self._upstream_failed(error)
+            return
+        if client.transport is None or client.transport.is_closing():
+            client.server.pool.release(conn)
+            self._release_state()
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        head = self.head
+        conn.attach(self, head.method == b"HEAD")
+        if not self.head_bytes:
+            server = self.client.server
+            self.head_bytes, self.request_id = build_request_head(
+                head, client_ip=self.client.client_ip_bytes, trusted=self.client.trusted,
+                proto=server.proto, request_id=server.request_id(),
+                start_ms=int(time.time() * 1000))
+        conn.write(self.head_bytes)
+        backlog = self.backlog
+        if backlog:
+            self.backlog = None
+            self.backlog_bytes = 0
+            self._write_body(backlog)
+            flow = self.client.flow
+            if flow is not None:
+                flow.resume(BACKLOG)
+        if self.request_complete:
+            self._request_sent()
+        if self.client.write_paused and conn.flow is not None:
+            conn.flow.pause(PEER_FULL)
+        if conn.write_paused and self.client.flow is not None:
+            self.client.flow.pause(PEER_FULL)
+
+    # -- request body ------------------------------------------------------------------------
+
+    def body_in(self, data: bytes) -> None:
+        self.body_bytes += len(data)
+        limit = self.client.server.limits.max_body_bytes
+        if limit and self.body_bytes > limit:
+            if self.client.current is self:
+                self.too_large()
+            else:
+                self.oversize = True
+            return
+        if self.upstream is not None:
+            self._write_body([data])
+            return
+        if self.status:
+            return  # already answered (an error): the rest of the body is dropped
+        if self.backlog is None:
+            self.backlog = []
+        self.backlog.append(data)
+        self.backlog_bytes += len(data)
+        if self.backlog_bytes > BACKLOG_HIGH and self.client.flow is not None:
+            self.client.flow.pause(BACKLOG)
+
+    def _write_body(self, chunks: list[bytes]) -> None:
+        upstream = self.upstream
+        assert upstream is not None and upstream.transport is not None
+        self.body_sent = True
+        replay = self.replay
+        if replay is not None:
+            replay.extend(chunks)
+            if sum(map(len, replay)) > REPLAY_LIMIT:
+                self.replay = None
+        if self.head.chunked:
+            parts: list[bytes] = []
+            for data in chunks:
+                parts += (chunk_size_line(len(data)), data, CRLF)
+            upstream.transport.writelines(parts)
+        elif len(chunks) == 1:
+            upstream.transport.write(chunks[0])
+        else:
+            upstream.transport.writelines(chunks)
+
+    def body_end(self) -> None:
+        self.request_complete = True
+        if self.upstream is not None:
+            self._request_sent()
+
+    def _request_sent(self) -> None:
+        if self.head.chunked and self.upstream is not None:
+            self.upstream.write(CHUNK_END)
+        if not self.response_started:
+            self.response_deadline = time.monotonic() + \
+                self.client.server.limits.response_timeout
+
+    def too_large(self) -> None:
+        self.client.closing = True
+        if self.response_started:
+            self.client.abort("body_too_large")
+            return
+        self._drop_upstream(abort=True)
+        self.fail(413, "body_too_large", "Request body too large.")
+
+    # -- response ------------------------------------------------------------------------------
+
+    def on_response_head(self, head: ResponseHead) -> None:
+        status = head.status
+        client = self.client
+        transport = client.transport
+        assert transport is not None
+        if status < 200:
+            if status == 101:
+                self.rhead = head  # on_upgraded follows with the bytes after the head
+            elif status == 100 and self.head.expect_continue and not self.request_complete:
+                transport.write(_CONTINUE)
+            return
+        self.response_started = True
+        self.response_deadline = 0.0
+        self.status = status
+        self.rhead = head
+        self.upstream_keep = head.keep_alive
+        request = self.head
+        if request.method == b"HEAD" or status in (204, 304) or head.content_length >= 0:
+            self.chunk = False
+        elif request.version == "1.1":
+            self.chunk = True
+        else:
+            self.close = True
+        if not self.request_complete or request.upgrade or client.closing:
+            self.close = True
+        if self.state is not None:
+            client.server.live.succeeded(self.state)
+        instance = self.endpoint.instance_id.encode() if self.endpoint is not None else b""
+        sticky = self.sticky
+        force = sticky is not None and sticky.has_session and \
+            sticky.instance_id.encode() != instance
+        # Held back so the head and the first body bytes leave in one send.
+        self.head_out = build_response_head(
+            head, request_id=self.request_id, chunk=self.chunk, close=self.close,
+            sticky_names=client.server.sticky_names, instance_id=instance,
+            force_sticky=force, cookie_path=_context_path(self.pool))
+
+    def on_response_body(self, data: bytes) -> None:
+        transport = self.client.transport
+        assert transport is not None
+        head = self.head_out
+        if head:
+            self.head_out = b""
+            if self.chunk:
+                transport.writelines((head, chunk_size_line(len(data)), data, CRLF))
+            elif len(data) <= COALESCE_LIMIT:
+                transport.write(head + data)
+            else:
+                transport.writelines((head, data))
+        elif self.chunk:
+            transport.writelines((chunk_size_line(len(data)), data, CRLF))
+        else:
+            transport.write(data)
+
+    def flush(self) -> None:
+        """End of one upstream read: a response head still held back goes out now."""
+        head = self.head_out
+        if head:
+            self.head_out = b""
+            transport = self.client.transport
+            if transport is not None:
+                transport.write(head)
+
+    def on_response_end(self) -> None:
+        client = self.client
+        head = self.head_out
+        if head:
+            self.head_out = b""
+            if client.transport is not None:
+                client.transport.write(head + CHUNK_END if self.chunk else head)
+        elif self.chunk and client.transport is not None:
+            client.transport.write(CHUNK_END)
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            if self.upstream_keep and self.request_complete and not upstream.closed:
+                client.server.pool.release(upstream)
+            else:
+                upstream.close()
+        self._finish()
+        client.exchange_done(self, self.close)
+
+    def on_upgraded(self, rest: bytes) -> None:
+        client = self.client
+        upstream = self.upstream
+        assert upstream is not None and client.transport is not None
+        self.response_started = True
+        self.response_deadline = 0.0
+        self.status = 101
+        response = self.rhead
+        assert response is not None
+        client.transport.write(build_response_head(
+            response, request_id=self.request_id, chunk=False, close=False,
+            sticky_names=frozenset(), instance_id=b"", force_sticky=False))
+        self.upstream = None
+        client.start_tunnel(upstream, rest, self)
+
+    def tunnel_done(self, reason: str) -> None:
+        self._finish()
+
+    def on_upstream_error(self, conn: UpstreamConnection, error: str) -> None:
+        if conn is not self.upstream:
+            return
+        reused = conn.uses > 1
+        received = conn.received
+        self.upstream = None
+        conn.abort()
+        if self.response_started:
+            self.flush()
+            if self.status and not self.chunk and error == "connection_lost" \
+                    and self._close_delimited(conn):
+                self.close = True
+                self._finish()
+                self.client.exchange_done(self, True)
+                return
+            self.client.abort("backend_closed")
+            self._finish()
+            return
+        if reused and not received and self._retryable():
+            # A kept-alive connection the backend had closed: not the endpoint's fault.
+            state = self.state
+            self._release_state()
+            if state is not None:
+                self.tried = self.tried - {state}
+            self.attempts -= 1
+            self._rewind()
+            self._pick()
+            return
+        self._upstream_failed(error.split(":")[0])
+
+    def _close_delimited(self, conn: UpstreamConnection) -> bool:
+        head = self.rhead
+        return head is not None and head.content_length < 0 and not head.chunked
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        flow = self.client.flow
+        if flow is not None:
+            flow.pause(PEER_FULL) if paused else flow.resume(PEER_FULL)
+
+    def _retryable(self) -> bool:
+        """Nothing of the body went out, or an idempotent request's body was kept to replay."""
+        return not self.body_sent or self.replay is not None
+
+    def _rewind(self) -> None:
+        """Before another attempt: the body sent so far goes out again first."""
+        if self.body_sent and self.replay is not None:
+            self.backlog = self.replay + (self.backlog or [])
+            self.backlog_bytes = sum(map(len, self.backlog))
+            self.replay = []
+            self.body_sent = False
+
+    def _upstream_failed(self, error: str) -> None:
+        server = self.client.server
+        server.stats.upstream_error(error)
+        if self.state is not None:
+            server.live.failed(self.state, time.monotonic())
+        self._release_state()
+        if self.attempts <= MAX_RETRIES and self._retryable():
+            self._rewind()
+            self._pick()
+            return
+        self.fail(502, "endpoint_failure",
+                  "502 Bad Gateway: Registered endpoint failed to handle the request.")
+
+    def timed_out(self) -> None:
+        self.response_deadline = 0.0
+        self.client.server.stats.upstream_error("timeout")
+        self._drop_upstream(abort=True)
+        self.fail(504, "endpoint_timeout", "Gateway timeout: the endpoint did not answer in time.")
+
+    # -- CONNECT ----------------------------------------------------------------------------
+
+    def _connect_tunnel(self) -> None:
+        target = self.head.target.decode("latin-1")
+        server = self.client.server
+        if target not in server.connect_allow:
+            self.fail(403, "connect_refused", "CONNECT to this target is not allowed.")
+            return
+        host, port = parse_listen(target)
+        address = f"{host}:{port}"
+        server.pool.connect(host, port, address, self._tunnel_connected)
+
+    def _tunnel_connected(self, conn: UpstreamConnection | None, error: str) -> None:
+        client = self.client
+        if conn is None:
+            client.server.stats.upstream_error(error)
+            self.fail(502, "endpoint_failure", "CONNECT target unreachable.")
+            return
+        if client.transport is None or client.transport.is_closing():
+            conn.close()
+            return
+        self.status = 200
+        self.response_started = True
+        client.transport.write(_CONNECTED)
+        client.start_tunnel(conn, b"", self)
+
+    # -- endings ---------------------------------------------------------------------------
+
+    def fail(self, status: int, code: str, text: str) -> None:
+        """Answer an error of the proxy's own (nothing of a response was sent yet)."""
+        self.status = status
+        self.response_started = True
+        self.response_deadline = 0.0
+        self._drop_upstream(abort=True)
+        unread = self.head.has_body and not self.request_complete
+        close = self.close or unread or status in (400, 408, 413) \
+            or self.head.upgrade or self.head.method == b"CONNECT"
+        if not self.request_id:
+            self.request_id = self.client.server.request_id()
+        self.client.send_error(status, code, text, close, self.request_id)
+        self._finish()
+        self.client.exchange_done(self, close)
+
+    def abandon(self, reason: str) -> None:
+        """The client is gone or broke the protocol: drop the upstream without reuse."""
+        self._drop_upstream(abort=True)
+        if not self.status:
+            self.status = 499
+        self._finish()
+
+    def _drop_upstream(self, abort: bool) -> None:
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort() if abort else upstream.close()
+
+    def _release_state(self) -> None:
+        state = self.state
+        if state is not None:
+            state.active -= 1
+            self.state = None
+
+    def _finish(self) -> None:
+        self._release_state()
+        server = self.client.server
+        duration = time.monotonic() - self.start
+        route = self.pool.key if self.pool is not None else ""
+        server.stats.request(route, self.status, duration)
+        access = server.ctx.access
+        if access.enabled:
+            head = self.head
+            access.write({
+                "ts": round(time.time(), 6),
+                "kind": "http",
+                "listener": server.name,
+                "client": self.client.client_ip,
+                "method": head.method.decode("latin-1"),
+                "host": head.host.decode("latin-1"),
+                "target": head.target.decode("latin-1"),
+                "status": self.status,
+                "route": route,
+                "backend": self.endpoint.address if self.endpoint is not None else None,
+                "request_id": self.request_id.decode("latin-1"),
+                "bytes_in": self.body_bytes,
+                "duration_ms": round(duration * 1000, 3),
+            })
+
+
+def _context_path(pool: RoutePool | None) -> bytes:
+    if pool is None:
+        return b"/"
+    cut = pool.key.find("/")
+    return pool.key[cut:].encode() if cut >= 0 else b"/"
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:256]

@@ -1,0 +1,238 @@
+"""What a reverse proxy changes in a message head on its way through.
+
+Pure functions from a parsed head and a few facts about the connection to the
+bytes sent on. One pass over the fields each way; nothing is re-parsed.
+
+Towards the backend (gorouter's ``setupProxyRequest`` in spirit):
+
+* hop-by-hop fields and every field the Connection field names are dropped;
+  an Upgrade request keeps ``Upgrade`` and says ``Connection: Upgrade``;
+* ``X-Forwarded-For`` gets the client address appended when the client is a
+  trusted proxy, and is replaced by it otherwise; ``X-Forwarded-Proto`` and
+  ``X-Forwarded-Host`` are kept from trusted clients when present and set
+  otherwise;
+* ``X-Request-Id`` is kept or set, and always sent again as
+  ``X-Vcap-Request-Id``; ``X-Request-Start`` (epoch ms) is added when absent;
+* ``X-Cf-App-Instance`` is consumed by routing and not forwarded;
+* a chunked body is re-framed by the proxy, so it is announced again here.
+
+Towards the client: hop-by-hop fields dropped, the request id echoed when the
+backend did not set one, ``__VCAP_ID__`` set next to a sticky session cookie,
+and the framing the proxy will actually use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pointsman.wire.http1 import HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
+
+__all__ = [
+    "VCAP_ID",
+    "StickyRequest",
+    "build_request_head",
+    "build_response_head",
+    "sticky_request",
+]
+
+VCAP_ID = b"__VCAP_ID__"
+_STICKY_ATTRIBUTES = (b"max-age", b"expires", b"secure", b"samesite", b"partitioned")
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass(frozen=True, slots=True)
+class StickyRequest:
+    """What the request's cookies say about session affinity."""
+
+    has_session: bool
+    instance_id: str
+
+
+def sticky_request(head: RequestHead, cookie_names: frozenset[bytes]) -> StickyRequest | None:
+    """The ``__VCAP_ID__`` the request carries, and whether it has a session cookie."""
+    instance = ""
+    session = False
+    for name, value in head.headers:
+        if len(name) != 6 or name.lower() != b"cookie":
+            continue
+        for pair in value.split(b";"):
+            key, _, val = pair.strip().partition(b"=")
+            if key == VCAP_ID:
+                instance = val.decode("latin-1")
+            elif key in cookie_names:
+                session = True
+    if not instance and not session:
+        return None
+    return StickyRequest(session, instance)
+
+
+def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, proto: bytes,
+                       request_id: bytes, start_ms: int,
+                       extra: list[tuple[bytes, bytes]] | None = None) -> tuple[bytes, bytes]:
+    """The head to send upstream and the request id it carries."""
+    drop = HOP_BY_HOP
+    xff = b""
+    xf_proto = b""
+    xf_host = b""
+    rid = b""
+    has_start = False
+    upgrade = b""
+    out = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+    append = out.append
+    for name, value in head.headers:
+        lname = name.lower()
+        if lname[:2] == b"x-":
+            if lname == b"x-forwarded-for":
+                if trusted:
+                    xff = value if not xff else xff + b", " + value
+                continue
+            if lname == b"x-forwarded-proto":
+                if trusted and not xf_proto:
+                    xf_proto = value
+                continue
+            if lname == b"x-forwarded-host":
+                if trusted and not xf_host:
+                    xf_host = value
+                continue
+            if lname == b"x-request-id":
+                rid = rid or value
+                continue
+            if lname in (b"x-vcap-request-id", b"x-cf-app-instance"):
+                continue
+            if lname == b"x-request-start":
+                has_start = True
+            elif lname in drop:
+                continue
+        elif lname in drop:
+            if lname == b"connection":
+                tokens = connection_tokens(value)
+                if tokens:
+                    drop = drop.union(tokens)
+                    out = _drop_fields(out, 4, drop)
+                    append = out.append
+            elif lname == b"upgrade":
+                upgrade = value
+            continue
+        append(name)
+        append(b": ")
+        append(value)
+        append(b"\r\n")
+    rid = rid or request_id
+    append(b"X-Forwarded-For: ")
+    append(xff + b", " + client_ip if xff else client_ip)
+    append(b"\r\nX-Forwarded-Proto: ")
+    append(xf_proto or proto)
+    append(b"\r\nX-Forwarded-Host: ")
+    append(xf_host or head.host)
+    append(b"\r\nX-Request-Id: ")
+    append(rid)
+    append(b"\r\nX-Vcap-Request-Id: ")
+    append(rid)
+    append(b"\r\n")
+    if not has_start:
+        append(b"X-Request-Start: %d\r\n" % start_ms)
+    if head.upgrade and upgrade:
+        append(b"Connection: Upgrade\r\nUpgrade: ")
+        append(upgrade)
+        append(b"\r\n")
+    if head.chunked:
+        append(b"Transfer-Encoding: chunked\r\n")
+    if extra:
+        for name, value in extra:
+            append(name + b": " + value + b"\r\n")
+    append(b"\r\n")
+    return b"".join(out), rid
+
+
+def _drop_fields(parts: list[bytes], start: int, drop: frozenset[bytes]) -> list[bytes]:
+    """Remove already-copied fields (``name, ": ", value, CRLF`` after ``start``) now dropped.
+
+    A Connection field may come after the fields it names.
+    """
+    kept = parts[:start]
+    for i in range(start, len(parts), 4):
+        if parts[i].lower() not in drop:
+            kept.extend(parts[i:i + 4])
+    return kept
+
+
+def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, close: bool,
+                        sticky_names: frozenset[bytes], instance_id: bytes,
+                        force_sticky: bool, cookie_path: bytes = b"/") -> bytes:
+    """The head to send to the client.
+
+    ``chunk``: the proxy frames the body as chunked (the backend sent chunked
+    or close-delimited). ``close``: the client connection ends after this
+    response. ``force_sticky``: set ``__VCAP_ID__`` even without a new session
+    cookie (the pinned instance changed).
+    """
+    status = head.status
+    raw = head.raw
+    lower = b"\n" + raw.lower()
+    upgrade = b""
+    if status == 101:
+        upgrade = _field(raw, lower, b"upgrade")
+    cut = [name for name in _HOP_MARKERS if name in lower]
+    if cut:
+        names = [name[1:-1] for name in cut]
+        if b"\nconnection:" in cut:
+            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
+                      if token not in (b"close", b"keep-alive")]
+        raw = _cut_fields(raw, names)
+        lower = b"\n" + raw.lower()
+    out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
+    append = out.append
+    if b"\nx-vcap-request-id:" not in lower:
+        append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
+    session_cookie = b""
+    if instance_id and sticky_names and b"\nset-cookie:" in lower:
+        for name, value in head.headers:
+            if name.lower() == b"set-cookie" and \
+                    value.partition(b"=")[0].strip() in sticky_names:
+                session_cookie = value
+    if instance_id and (session_cookie or force_sticky):
+        append(b"Set-Cookie: " + _vcap_cookie(instance_id, session_cookie, cookie_path) + b"\r\n")
+    if status == 101:
+        append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n")
+        return b"".join(out)
+    if chunk and status not in _NO_BODY_STATUSES:
+        append(b"Transfer-Encoding: chunked\r\n")
+    if close:
+        append(b"Connection: close\r\n")
+    append(b"\r\n")
+    return b"".join(out)
+
+
+_HOP_MARKERS = tuple(b"\n" + name + b":" for name in sorted(HOP_BY_HOP))
+
+
+def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:
+    """The value of the first ``name`` field in a raw field block (``lower`` is its search copy)."""
+    at = lower.find(b"\n" + name + b":")
+    if at < 0:
+        return b""
+    end = raw.find(b"\r\n", at)
+    return raw[at + len(name) + 1:end].strip(b" \t")
+
+
+def _cut_fields(raw: bytes, names: list[bytes]) -> bytes:
+    """``raw`` without every line whose field name (lower-case) is in ``names``."""
+    for name in names:
+        marker = b"\n" + name + b":"
+        while True:
+            at = (b"\n" + raw.lower()).find(marker)
+            if at < 0:
+                break
+            end = raw.find(b"\r\n", at)
+            raw = raw[:at] + raw[end + 2:] if end >= 0 else raw[:at]
+    return raw
+
+
+def _vcap_cookie(instance_id: bytes, session_cookie: bytes, path: bytes) -> bytes:
+    """``__VCAP_ID__=<id>; Path=...; HttpOnly`` plus lifetime and scope of the session cookie."""
+    parts = [VCAP_ID + b"=" + instance_id, b"Path=" + (path or b"/"), b"HttpOnly"]
+    for attribute in session_cookie.split(b";")[1:]:
+        key = attribute.partition(b"=")[0].strip().lower()
+        if key in _STICKY_ATTRIBUTES:
+            parts.append(attribute.strip())
+    return b"; ".join(parts)

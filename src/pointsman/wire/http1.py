@@ -1,0 +1,350 @@
+"""HTTP/1.1 message heads for a proxy: parse with llhttp, check what it lets through, rewrite.
+
+httptools (llhttp) does the byte-level parsing and, in its default strict
+mode, already refuses most smuggling shapes: Content-Length with
+Transfer-Encoding, duplicate Content-Length, a Transfer-Encoding that does not
+end in ``chunked``, obs-fold, bad chunk sizes, bare CR or LF, NUL and other
+control characters. ``RequestParser`` adds what llhttp leaves to the
+application, all of which would let the proxy and a backend disagree about
+where a request ends or what it addresses:
+
+* a head larger than ``max_header_bytes`` (431) or with too many fields;
+* Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1);
+* a missing or repeated Host in HTTP/1.1 (RFC 9112 section 3.2);
+* a request target that is neither origin-form, absolute-form, ``*`` nor,
+  for CONNECT, authority-form.
+
+The parsers are mixins: an I/O class inherits one, passes itself to
+httptools, and overrides the ``*_received`` hooks. Nothing here touches a
+socket or a clock; tests feed bytes whole and one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httptools
+
+from pointsman.wire.errors import RemoteProtocolError, TooLarge
+
+__all__ = [
+    "CHUNK_END",
+    "HOP_BY_HOP",
+    "IDEMPOTENT",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "RequestHead",
+    "RequestParser",
+    "ResponseHead",
+    "ResponseParser",
+    "chunk_size_line",
+    "connection_tokens",
+]
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 128
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+CHUNK_END = b"0\r\n\r\n"
+CRLF = b"\r\n"
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+"""Fields that describe one connection, never forwarded (RFC 9110 section 7.6.1)."""
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def chunk_size_line(size: int) -> bytes:
+    """``1a2b\\r\\n``: the line that opens one chunk of ``size`` bytes."""
+    return b"%x\r\n" % size
+
+
+def connection_tokens(value: bytes) -> list[bytes]:
+    """The lower-cased tokens of a Connection field."""
+    return [token.strip().lower() for token in value.split(b",") if token.strip()]
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request head as read, with the framing already decided.
+
+    ``content_length`` is -1 when the body is chunked or absent (``chunked``
+    tells which). ``headers`` keeps the original names and order.
+    """
+
+    method: bytes
+    target: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    host: bytes
+    content_length: int
+    chunked: bool
+    keep_alive: bool
+    upgrade: bool
+    expect_continue: bool
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    @property
+    def path(self) -> bytes:
+        """The path of the target, without query; absolute-form is reduced to it."""
+        target = self.target
+        if target[:1] != b"/":
+            scheme = target.find(b"://")
+            if scheme < 0:
+                return b""
+            slash = target.find(b"/", scheme + 3)
+            target = target[slash:] if slash >= 0 else b"/"
+        cut = target.find(b"?")
+        return target if cut < 0 else target[:cut]
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    """A response head as read: status, the raw field lines, and its framing.
+
+    ``raw`` is the field block exactly as received (``Name: value\\r\\n`` lines,
+    without the status line and the blank line), so a proxy can forward it
+    with a few cuts instead of rebuilding it field by field; ``headers``
+    parses it on demand.
+    """
+
+    status: int
+    reason: bytes
+    version: str
+    raw: bytes
+    content_length: int
+    chunked: bool
+    keep_alive: bool
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        fields = []
+        for line in self.raw.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b":")
+                fields.append((name, value.strip(b" \t")))
+        return fields
+
+
+class RequestParser:
+    """The client side: bytes in, ``request_received`` / ``body_received`` / ``request_ended``.
+
+    ``receive_data`` returns -1, or the offset of the first byte after an
+    accepted Upgrade or CONNECT request (those bytes belong to the tunnel).
+    Errors raise ``RemoteProtocolError`` carrying a status hint.
+    """
+
+    # A mixin: the concrete class declares the slots (no __slots__ here so the
+    # I/O class can combine it with asyncio.Protocol freely).
+    _parser: httptools.HttpRequestParser
+    _url: bytes
+    _headers: list[tuple[bytes, bytes]]
+    _head_bytes: int
+    max_header_bytes: int
+
+    def init_parser(self, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self.max_header_bytes = max_header_bytes
+
+    def receive_data(self, data: bytes) -> int:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            return int(upgrade.args[0])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            raise
+        except httptools.HttpParserError as exc:
+            if self._head_bytes > self.max_header_bytes:
+                raise TooLarge("header", self._head_bytes, self.max_header_bytes) from None
+            raise RemoteProtocolError(str(exc) or "malformed request", 400) from None
+        return -1
+
+    # -- httptools callbacks --------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name, value))
+        self._count(len(name) + len(value) + 4)
+        if len(headers) > MAX_HEADERS:
+            raise TooLarge("header", len(headers), MAX_HEADERS)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_header_bytes:
+            raise TooLarge("header", self._head_bytes, self.max_header_bytes)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        method = parser.get_method()
+        host = b""
+        hosts = 0
+        content_length = -1
+        chunked = False
+        expect = False
+        for name, value in self._headers:
+            size = len(name)
+            if size == 4 and name.lower() == b"host":
+                host = value
+                hosts += 1
+            elif size == 14 and name.lower() == b"content-length":
+                content_length = int(value)
+            elif size == 17 and name.lower() == b"transfer-encoding":
+                chunked = True
+            elif size == 6 and name.lower() == b"expect":
+                expect = value.lower() == b"100-continue"
+        if chunked and version == "1.0":
+            raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400)
+        if hosts > 1:
+            raise RemoteProtocolError("more than one Host field", 400)
+        if hosts == 0 and version != "1.0":
+            raise RemoteProtocolError("missing Host field", 400)
+        target = self._url
+        if method == b"CONNECT":
+            if target[:1] == b"/" or b"/" in target or b":" not in target:
+                raise RemoteProtocolError("CONNECT needs an authority-form target", 400)
+        elif not (target[:1] == b"/" or target == b"*" or target[:7].lower() == b"http://"
+                  or target[:8].lower() == b"https://"):
+            raise RemoteProtocolError("bad request target", 400)
+        self.request_received(RequestHead(
+            method, target, version, self._headers, host, content_length, chunked,
+            parser.should_keep_alive(), parser.should_upgrade(), expect))
+
+    def on_body(self, data: bytes) -> None:
+        self.body_received(data)
+
+    def on_message_complete(self) -> None:
+        self.request_ended()
+
+    # -- hooks ------------------------------------------------------------------
+
+    def request_received(self, head: RequestHead) -> None:
+        raise NotImplementedError
+
+    def body_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def request_ended(self) -> None:
+        raise NotImplementedError
+
+
+class ResponseParser:
+    """The upstream side: bytes in, ``response_received`` / ``body_received`` / ``response_ended``.
+
+    Interim 1xx responses other than 101 arrive as ``ResponseHead`` with no
+    body and no ``response_ended``. ``expect_no_body()`` is for a response to
+    HEAD, which llhttp cannot know has no body.
+
+    llhttp validates the head, but fields are not passed through Python one
+    callback at a time: the head's bytes are kept while it arrives and cut
+    out whole when llhttp reports it complete, and the few fields framing
+    needs are found in it with C-speed searches.
+    """
+
+    _rparser: httptools.HttpResponseParser
+    _rbuf: bytes
+    _at_head: bool
+    _no_body: bool
+    _rended: bool
+
+    def init_response_parser(self) -> None:
+        self._rparser = httptools.HttpResponseParser(self)
+        self._rbuf = b""
+        self._at_head = True
+        self._no_body = False
+        self._rended = False
+
+    def expect_no_body(self) -> None:
+        self._no_body = True
+
+    def receive_response_data(self, data: bytes) -> int:
+        if self._at_head:
+            self._rbuf = self._rbuf + data if self._rbuf else data
+            if len(self._rbuf) > MAX_RESPONSE_HEAD_BYTES and b"\r\n\r\n" not in self._rbuf:
+                raise RemoteProtocolError("response head too large", 502)
+        try:
+            self._rparser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            return int(upgrade.args[0])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            raise
+        except httptools.HttpParserError as exc:
+            raise RemoteProtocolError(f"bad response: {exc}", 502) from None
+        return -1
+
+    def on_message_begin(self) -> None:
+        self._rended = False
+
+    def on_headers_complete(self) -> None:
+        parser = self._rparser
+        buffer = self._rbuf
+        end = buffer.find(b"\r\n\r\n")
+        line_end = buffer.find(b"\r\n")
+        status_line = buffer[:line_end]
+        raw = buffer[line_end + 2:end + 2] if end > line_end else b""
+        status = parser.get_status_code()
+        if status < 200:
+            self._rbuf = buffer[end + 4:]  # the final head follows an interim one
+        else:
+            self._rbuf = b""
+            self._at_head = False
+        lower = b"\n" + raw.lower()
+        content_length = -1
+        at = lower.find(b"\ncontent-length:")
+        if at >= 0:
+            content_length = int(lower[at + 16:lower.find(b"\r", at)])
+        chunked = b"\ntransfer-encoding:" in lower
+        reason = status_line.split(b" ", 2)[2] if status_line.count(b" ") >= 2 else b""
+        self.response_received(ResponseHead(
+            status, reason, parser.get_http_version(), raw,
+            content_length, chunked, parser.should_keep_alive()))
+        if self._no_body and status >= 200:
+            # llhttp would wait for a HEAD response's announced body: start afresh.
+            self._no_body = False
+            self._rended = True
+            self._at_head = True
+            self._rparser = httptools.HttpResponseParser(self)
+            self.response_ended()
+
+    def on_body(self, data: bytes) -> None:
+        self.response_body_received(data)
+
+    def on_message_complete(self) -> None:
+        if self._rended:
+            return
+        if self._rparser.get_status_code() >= 200:
+            self._rended = True
+            self._at_head = True
+            self.response_ended()
+
+    def response_received(self, head: ResponseHead) -> None:
+        raise NotImplementedError
+
+    def response_body_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def response_ended(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,81 @@
+"""Head rewriting towards the backend and towards the client."""
+
+from __future__ import annotations
+
+from pointsman.wire.forward import build_request_head, build_response_head, sticky_request
+from pointsman.wire.http1 import RequestHead, ResponseHead
+
+
+def request(*headers: tuple[bytes, bytes], chunked: bool = False,
+            upgrade: bool = False) -> RequestHead:
+    return RequestHead(b"GET", b"/p?q", "1.1", list(headers), b"h.test", -1, chunked, True,
+                       upgrade, False)
+
+
+def fields(raw: bytes) -> list[tuple[bytes, bytes]]:
+    lines = raw.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    return [tuple(line.split(b": ", 1)) for line in lines]  # type: ignore[misc]
+
+
+def rewrite(head: RequestHead, trusted: bool = False) -> list[tuple[bytes, bytes]]:
+    raw, _ = build_request_head(head, client_ip=b"10.1.1.1", trusted=trusted, proto=b"http",
+                                request_id=b"rid-1", start_ms=1234)
+    assert raw.startswith(b"GET /p?q HTTP/1.1\r\n") and raw.endswith(b"\r\n\r\n")
+    return fields(raw)
+
+
+def test_untrusted_client_forwarded_fields_replaced() -> None:
+    out = dict(rewrite(request((b"Host", b"h.test"), (b"X-Forwarded-For", b"6.6.6.6"),
+                               (b"X-Forwarded-Host", b"evil"))))
+    assert out[b"X-Forwarded-For"] == b"10.1.1.1"
+    assert out[b"X-Forwarded-Host"] == b"h.test"
+    assert out[b"X-Request-Id"] == out[b"X-Vcap-Request-Id"] == b"rid-1"
+    assert out[b"X-Request-Start"] == b"1234"
+
+
+def test_trusted_client_forwarded_for_appended() -> None:
+    out = dict(rewrite(request((b"Host", b"h"), (b"X-Forwarded-For", b"1.1.1.1"),
+                               (b"x-forwarded-for", b"2.2.2.2"), (b"X-Forwarded-Proto", b"https")),
+                       trusted=True))
+    assert out[b"X-Forwarded-For"] == b"1.1.1.1, 2.2.2.2, 10.1.1.1"
+    assert out[b"X-Forwarded-Proto"] == b"https"
+
+
+def test_hop_by_hop_and_connection_named_fields_removed() -> None:
+    out = rewrite(request((b"X-Early", b"1"), (b"Host", b"h"), (b"Keep-Alive", b"5"),
+                          (b"Connection", b"x-early, X-Late"), (b"X-Late", b"2"), (b"TE", b"x"),
+                          (b"Accept", b"*/*")))
+    names = [name.lower() for name, _ in out]
+    for gone in (b"x-early", b"x-late", b"keep-alive", b"connection", b"te"):
+        assert gone not in names
+    assert b"accept" in names and b"host" in names
+
+
+def test_chunked_and_upgrade_are_announced_again() -> None:
+    out = rewrite(request((b"Host", b"h"), (b"Transfer-Encoding", b"chunked"), chunked=True))
+    assert (b"Transfer-Encoding", b"chunked") in out
+    out = rewrite(request((b"Host", b"h"), (b"Connection", b"Upgrade"),
+                          (b"Upgrade", b"websocket"), upgrade=True))
+    assert (b"Connection", b"Upgrade") in out and (b"Upgrade", b"websocket") in out
+
+
+def test_response_head_framing_and_sticky_cookie() -> None:
+    raw = (b"Set-Cookie: JSESSIONID=x; Max-Age=60; Secure\r\nTransfer-Encoding: chunked\r\n"
+           b"Connection: keep-alive, X-Gone\r\nX-Gone: 1\r\nX-Kept: 2\r\n")
+    head = ResponseHead(200, b"OK", "1.1", raw, -1, True, True)
+    raw = build_response_head(head, request_id=b"r", chunk=True, close=False,
+                              sticky_names=frozenset({b"JSESSIONID"}), instance_id=b"i-1",
+                              force_sticky=False)
+    out = fields(raw)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert (b"Transfer-Encoding", b"chunked") in out and (b"X-Vcap-Request-Id", b"r") in out
+    assert (b"Set-Cookie", b"__VCAP_ID__=i-1; Path=/; HttpOnly; Max-Age=60; Secure") in out
+    assert not any(name in (b"Connection", b"X-Gone") for name, _ in out)
+    assert (b"X-Kept", b"2") in out
+
+
+def test_sticky_request_reads_cookies() -> None:
+    head = request((b"Host", b"h"), (b"Cookie", b"a=1; JSESSIONID=s; __VCAP_ID__=i-9"))
+    sticky = sticky_request(head, frozenset({b"JSESSIONID"}))
+    assert sticky is not None and sticky.has_session and sticky.instance_id == "i-9"
+    assert sticky_request(request((b"Host", b"h")), frozenset({b"JSESSIONID"})) is None
