@@ -124,3 +124,62 @@ async def test_sigkill_then_restart_removes_the_leftovers(
         assert processes_with_env(labels(instance)) == []
     finally:
         held.close()
+
+
+def http_config_text(instance: str, **pool: object) -> str:
+    """An HTTP listener whose route for 127.0.0.1 provisions a process per request."""
+    tcp = config_text(instance, **pool)
+    upstream = tcp[tcp.index("[upstreams.terminal]"):]
+    return f"""
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:0"
+
+[[listeners.routes]]
+host = "127.0.0.1"
+upstream = "terminal"
+
+{upstream}"""
+
+
+def http_get(host: str, port: int, path: str) -> bytes:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_http_route_gives_each_websocket_its_own_backend(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    proxy = pointsman("serve", "-c", str(write_config(http_config_text(instance))))
+    host, port = proxy.address("web")
+    hellos = await asyncio.gather(greeting(host, port, "/a"), greeting(host, port, "/b"))
+    assert hellos[0] != hellos[1]
+    records = proxy.wait_access(2)
+    assert {f"hello from {r['backend_id']}" for r in records} == set(hellos)
+    assert all(record["status"] == 101 for record in records)
+    # a plain request gets a backend too, stopped once answered
+    assert http_get(host, port, "/health").startswith(b"HTTP/1.1 200")
+    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)  # the warm spare
+    proxy.stop(signal.SIGTERM)
+    assert processes_with_env(labels(instance)) == []
+
+
+async def test_http_route_answers_503_when_the_pool_is_exhausted(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    text = http_config_text(instance, warm=0, max_live=1, queue_timeout=0.3)
+    proxy = pointsman("serve", "-c", str(write_config(text)))
+    host, port = proxy.address("web")
+    async with connect(f"ws://{host}:{port}/", open_timeout=5) as first:
+        assert (await first.recv()).startswith("hello from ")
+        response = await asyncio.get_running_loop().run_in_executor(
+            None, http_get, host, port, "/health")
+        assert response.startswith(b"HTTP/1.1 503")
+    records = proxy.wait_access(2)
+    assert sorted(record["status"] for record in records) == [101, 503]

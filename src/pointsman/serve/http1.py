@@ -72,6 +72,14 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
     """The routes written in the file, as the first table snapshot."""
     pools = []
     for route in config.routes:
+        key = route_key(route.host + route.path)
+        if route.upstream is not None and route.upstream in ctx.provision:
+            # A fresh backend per request (Exchange._lease_then_connect); the table
+            # only matches routes with endpoints, so this one names its upstream.
+            placeholder = Endpoint("provision", 0, app=route.host,
+                                   instance_id=f"provision:{route.upstream}")
+            pools.append(RoutePool(key, (placeholder,), route.balance))
+            continue
         if route.upstream is not None:
             addresses = [parse_listen(e) for e in _upstream_endpoints(ctx, route.upstream)]
         else:
@@ -79,7 +87,6 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
         endpoints = tuple(Endpoint(host, port, app=route.host, instance_id=f"{host}:{port}",
                                    instance_index=str(i))
                           for i, (host, port) in enumerate(addresses))
-        key = route_key(route.host + route.path)
         pools.append(RoutePool(key, endpoints, route.balance))
     return RouteTable.build(pools)
 
@@ -112,6 +119,9 @@ class HttpServer:
         self.routes = routes
         self.live = EndpointStates(max_connections=config.limits.upstream_max_connections)
         self.chooser = Chooser(self.live)
+        self.provision_routes = {route_key(route.host + route.path): ctx.provision[route.upstream]
+                                 for route in config.routes
+                                 if route.upstream is not None and route.upstream in ctx.provision}
         self.pool = ConnectionPool(ctx.loop, config.limits.upstream_pool_size,
                                    config.limits.connect_timeout)
         self.stats = HttpStats(config.name)

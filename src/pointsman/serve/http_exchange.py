@@ -14,6 +14,7 @@ idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,9 @@ from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState
 from pointsman.serve.http_upstream import UpstreamConnection
+from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.upstream.balancers import EndpointState
+from pointsman.upstream.provision import PoolExhausted
 from pointsman.wire.forward import (
     StickyRequest,
     build_request_head,
@@ -73,6 +76,8 @@ class Exchange:
         "head",
         "head_bytes",
         "head_out",
+        "lease",
+        "lease_task",
         "oversize",
         "pool",
         "replay",
@@ -120,6 +125,8 @@ class Exchange:
         self.sticky: StickyRequest | None = None
         self.tried: frozenset[EndpointState] = frozenset()
         self.attempts = 0
+        self.lease: Lease | None = None
+        self.lease_task: asyncio.Task[None] | None = None
 
     # -- routing ------------------------------------------------------------------------
 
@@ -143,6 +150,10 @@ class Exchange:
                                             "does not exist.")
             return
         self.pool = pool
+        provision = server.provision_routes.get(pool.key)
+        if provision is not None:
+            self.lease_task = server.loop.create_task(self._lease_then_connect(provision))
+            return
         self.route = server.chooser.route(pool)
         pinned = self._pinned()
         if isinstance(pinned, bool):
@@ -199,6 +210,31 @@ class Exchange:
         else:
             endpoint = self.endpoint
             server.pool.connect(endpoint.host, endpoint.port, endpoint.address, self._connected)
+
+    async def _lease_then_connect(self, provision: ProvisionPool) -> None:
+        """A ``kind = "provision"`` route: a fresh backend of this request's own.
+
+        For a WebSocket upgrade that is one backend per WebSocket connection
+        (soh-router's model); it is stopped when the tunnel ends. Never retried
+        elsewhere and never kept alive for another request.
+        """
+        try:
+            lease = await provision.acquire()
+        except PoolExhausted:
+            self.lease_task = None
+            self.fail(503, "pool_exhausted", "No backend is free; try again later.")
+            return
+        self.lease_task = None
+        client = self.client
+        if client.current is not self or client.transport is None \
+                or client.transport.is_closing():
+            lease.release()
+            return
+        self.lease = lease
+        lease.on_revoke = lambda reason: client.abort(f"provision_{reason}")
+        endpoint = self.endpoint = Endpoint(lease.host, lease.port,
+                                            instance_id=lease.backend_id)
+        client.server.pool.connect(lease.host, lease.port, endpoint.address, self._connected)
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         client = self.client
@@ -380,7 +416,8 @@ class Exchange:
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if self.upstream_keep and self.request_complete and not upstream.closed:
+            if self.upstream_keep and self.request_complete and not upstream.closed \
+                    and self.lease is None:
                 client.server.pool.release(upstream)
             else:
                 upstream.close()
@@ -462,7 +499,7 @@ class Exchange:
         if self.state is not None:
             server.live.failed(self.state, time.monotonic())
         self._release_state()
-        if self.attempts <= MAX_RETRIES and self._retryable():
+        if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()
             self._pick()
             return
@@ -521,6 +558,9 @@ class Exchange:
     def abandon(self, reason: str) -> None:
         """The client is gone or broke the protocol: drop the upstream without reuse."""
         self._drop_upstream(abort=True)
+        if self.lease_task is not None:
+            self.lease_task.cancel()
+            self.lease_task = None
         if not self.status:
             self.status = 499
         self._finish()
@@ -539,6 +579,9 @@ class Exchange:
 
     def _finish(self) -> None:
         self._release_state()
+        lease = self.lease
+        if lease is not None:  # the request (or WebSocket) is over: so is its backend
+            lease.release()
         server = self.client.server
         duration = time.monotonic() - self.start
         route = self.pool.key if self.pool is not None else ""
@@ -546,7 +589,7 @@ class Exchange:
         access = server.ctx.access
         if access.enabled:
             head = self.head
-            access.write({
+            record = {
                 "ts": round(time.time(), 6),
                 "kind": "http",
                 "listener": server.name,
@@ -560,7 +603,10 @@ class Exchange:
                 "request_id": self.request_id.decode("latin-1"),
                 "bytes_in": self.body_bytes,
                 "duration_ms": round(duration * 1000, 3),
-            })
+            }
+            if lease is not None:
+                record["backend_id"] = lease.backend_id
+            access.write(record)
 
 
 def _context_path(pool: RoutePool | None) -> bytes:
