@@ -269,6 +269,13 @@ async def test_metrics_and_admin_state_show_the_pool() -> None:
         assert 'pointsman_provision_start_seconds_count{upstream="seen"} 2.0' in text
         assert 'pointsman_provision_queue_wait_seconds_bucket{le="+Inf",upstream="seen"} 1.0' \
             in text
+        from prometheus_client import REGISTRY
+
+        from pointsman.control.provision_metrics import register_default
+
+        register_default(lambda: [pool])  # what a running pointsman reports by default
+        assert 'pointsman_provision_waiting{upstream="seen"} 0.0' in \
+            generate_latest(REGISTRY).decode()
         state = pool.describe()
         assert state["counts"] == {"starting": 0, "ready": 1, "busy": 1, "stopping": 0}
         busy = [b for b in state["backends"] if b["phase"] == "busy"]

@@ -29,7 +29,7 @@ from prometheus_client.registry import CollectorRegistry
 from pointsman.serve.provision import ProvisionPool
 from pointsman.upstream.provision import Histogram, Phase
 
-__all__ = ["ProvisionCollector", "register"]
+__all__ = ["ProvisionCollector", "register", "register_default"]
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
@@ -97,3 +97,21 @@ def register(registry: CollectorRegistry,
     collector = ProvisionCollector(pools)
     registry.register(collector)
     return collector
+
+
+_SOURCES: list[Callable[[], Iterable[ProvisionPool]]] = []
+_DEFAULT: ProvisionCollector | None = None
+
+
+def _all_sources() -> list[ProvisionPool]:
+    return [pool for source in _SOURCES for pool in source()]
+
+
+def register_default(pools: Callable[[], Iterable[ProvisionPool]]) -> None:
+    """Add ``pools`` to what the default registry reports (one collector per process)."""
+    global _DEFAULT
+    _SOURCES.append(pools)
+    if _DEFAULT is None:
+        from prometheus_client import REGISTRY
+
+        _DEFAULT = register(REGISTRY, _all_sources)

@@ -30,6 +30,7 @@ from pointsman.config import (
     load,
     parse_listen,
 )
+from pointsman.control import provision_metrics
 from pointsman.control.logs import JsonLog
 from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import http1, tcp
@@ -130,6 +131,7 @@ class Runtime:
         return retired
 
     async def start(self) -> None:
+        provision_metrics.register_default(lambda: list(self.provision.values()))
         await self._open_provision(self.config, first=True)
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
@@ -192,6 +194,10 @@ class Runtime:
         await asyncio.gather(*(running.drain(self.drain_timeout) for running in old))
         await asyncio.gather(*(pool.close(sweep=False) for pool in retired))
         return True
+
+    def describe_provision(self) -> dict[str, Any]:
+        """Every provision pool's state, for the admin API."""
+        return {name: pool.describe() for name, pool in self.provision.items()}
 
     async def close_provision(self) -> None:
         """Stop every provisioned backend and sweep the labels (at stop, or a failed start)."""
