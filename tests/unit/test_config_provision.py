@@ -125,6 +125,8 @@ def test_the_per_connection_example_loads() -> None:
     config = load(path)
     pools = build_pools(config)
     assert sorted(pools) == ["terminal", "terminal-processes"]
+    assert [type(listener).__name__ for listener in config.listeners] == ["HttpListener",
+                                                                          "TcpListener"]
     process = pools["terminal-processes"].config.provider
     assert isinstance(process, ProcessProviderConfig)
     assert process.cwd == str(path.parent)
