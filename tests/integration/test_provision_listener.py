@@ -58,6 +58,13 @@ def labels(instance: str) -> dict[str, str]:
                       "pointsman.upstream": "terminal"})
 
 
+def backend_of(pid: int) -> str:
+    """The backend id a provisioned process carries in its environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [item for item in environ if item.startswith(b"POINTSMAN_BACKEND=")]
+    return found[0].split(b"=", 1)[1].decode()
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -183,3 +190,30 @@ async def test_http_route_answers_503_when_the_pool_is_exhausted(
         assert response.startswith(b"HTTP/1.1 503")
     records = proxy.wait_access(2)
     assert sorted(record["status"] for record in records) == [101, 503]
+
+
+async def test_reload_keeps_an_unchanged_pool_and_replaces_a_changed_one(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    path = write_config(config_text(instance, warm=1))
+    proxy = pointsman("serve", "-c", str(path))
+    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)
+    first = processes_with_env(labels(instance))
+    # same upstream, another listen address: the pool and its warm spare stay
+    path.write_text(config_text(instance, warm=1).replace('name = "ws"', 'name = "ws2"'))
+    proxy.signal(signal.SIGHUP)
+    reloaded = proxy.wait_event("reloaded")
+    host, _, port = reloaded["listeners"]["ws2"][0].rpartition(":")
+    hello = await greeting(host, int(port))  # the new listener leases from the kept pool...
+    assert hello == f"hello from {backend_of(first[0])}"  # ...the very spare warmed before
+    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)  # refilled
+    assert processes_with_env(labels(instance)) != first  # that spare served the WebSocket
+    # a changed pool replaces the old one; the old pool's spare is stopped, never swept twice
+    path.write_text(config_text(instance, warm=2))
+    proxy.signal(signal.SIGHUP)
+    spare = processes_with_env(labels(instance))
+    proxy.wait_event("reloaded", predicate=lambda e: "ws" in e.get("listeners", {}))
+    wait_until(lambda: not set(spare) & set(processes_with_env(labels(instance))))
+    wait_until(lambda: len(processes_with_env(labels(instance))) == 2)
+    proxy.stop(signal.SIGTERM)
+    assert processes_with_env(labels(instance)) == []
