@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from provision_support import PYTHON, WSECHO, greeting, unique_instance
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from harness import Pointsman
 from pointsman.serve.provision import default_instance
@@ -177,7 +178,7 @@ async def test_http_route_gives_each_websocket_its_own_backend(
     assert processes_with_env(labels(instance)) == []
 
 
-async def test_http_route_answers_503_when_the_pool_is_exhausted(
+async def test_http_route_refuses_with_503_or_1013_when_the_pool_is_exhausted(
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     instance = unique_instance()
     text = http_config_text(instance, warm=0, max_live=1, queue_timeout=0.3)
@@ -188,8 +189,15 @@ async def test_http_route_answers_503_when_the_pool_is_exhausted(
         response = await asyncio.get_running_loop().run_in_executor(
             None, http_get, host, port, "/health")
         assert response.startswith(b"HTTP/1.1 503")
-    records = proxy.wait_access(2)
-    assert sorted(record["status"] for record in records) == [101, 503]
+        # a WebSocket is told "try again later" with close code 1013, which page code can
+        # see (a refused handshake reaches a browser's WebSocket as 1006)
+        async with connect(f"ws://{host}:{port}/", open_timeout=5) as refused:
+            with pytest.raises(ConnectionClosed) as closed:
+                await refused.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, "try again later")
+    records = proxy.wait_access(3)
+    assert sorted(record["status"] for record in records) == [101, 503, 503]
 
 
 async def test_reload_keeps_an_unchanged_pool_and_replaces_a_changed_one(

@@ -40,6 +40,7 @@ from pointsman.wire.http1 import (
     ResponseHead,
     chunk_size_line,
 )
+from pointsman.wire.websocket_refusal import refusal, websocket_key
 
 if TYPE_CHECKING:
     from pointsman.serve.http1 import ClientConnection
@@ -220,9 +221,13 @@ class Exchange:
         """
         try:
             lease = await provision.acquire()
-        except PoolExhausted:
+        except PoolExhausted as exc:
             self.lease_task = None
-            self.fail(503, "pool_exhausted", "No backend is free; try again later.")
+            key = websocket_key(self.head.headers) if self.head.upgrade else None
+            if key is not None:
+                self._refuse_websocket(key, exc)
+            else:
+                self.fail(503, "pool_exhausted", "No backend is free; try again later.")
             return
         self.lease_task = None
         client = self.client
@@ -235,6 +240,20 @@ class Exchange:
         endpoint = self.endpoint = Endpoint(lease.host, lease.port,
                                             instance_id=lease.backend_id)
         client.server.pool.connect(lease.host, lease.port, endpoint.address, self._connected)
+
+    def _refuse_websocket(self, key: bytes, exc: PoolExhausted) -> None:
+        """Complete the handshake only to close with 1013: a browser cannot see a 503."""
+        client = self.client
+        transport = client.transport
+        if transport is None or transport.is_closing():
+            return
+        self.status = 503  # logged and counted as refused, though the wire says 101 + 1013
+        self.response_started = True
+        self.request_id = self.request_id or client.server.request_id()
+        transport.write(refusal(key, exc.close_code, exc.close_reason,
+                                b"X-Vcap-Request-Id: " + self.request_id + b"\r\n"))
+        self._finish()
+        client.exchange_done(self, True)
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         client = self.client
