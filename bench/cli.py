@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peers", help="comma-separated subset of peers to run")
     parser.add_argument(
         "--retries", type=int,
-        help="times to take a disturbed run again (default 2, 0 with --quick)",
+        help="times to take a disturbed run again (default 1, 0 with --quick)",
     )
     parser.add_argument(
         "--max-other-load", type=float, default=20.0, metavar="PCT",

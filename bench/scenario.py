@@ -31,7 +31,7 @@ class Plan:
     seconds: float
     rounds: int
     warmup_s: float
-    retries: int = 2
+    retries: int = 1
     max_other_load_pct: float = 20.0
 
 

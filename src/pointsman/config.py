@@ -12,6 +12,7 @@ struct here and nowhere else.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -26,6 +27,8 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "DockerProviderConfig",
+    "GatewayLimits",
+    "GatewayListener",
     "HttpLimits",
     "HttpListener",
     "HttpRoute",
@@ -97,15 +100,17 @@ class HttpLimits(Base):
 
 
 class HttpRoute(Base):
-    """A static route: ``host`` (exact or ``*.suffix``), optional ``path`` prefix, endpoints.
+    """A static route: ``host`` (exact or ``*.suffix``), optional ``path`` prefix, a target.
 
-    Exactly one of ``upstream`` (a configured pool's name) and ``endpoints``.
+    Exactly one of ``upstream`` (a configured pool's name), ``endpoints``, and
+    ``root`` (a folder whose files answer the route, relative to the config file).
     """
 
     host: str
     path: str = ""
     upstream: str | None = None
     endpoints: list[str] = msgspec.field(default_factory=list)
+    root: str | None = None
     balance: Balance = "round_robin"
 
 
@@ -122,7 +127,42 @@ class HttpListener(Base, tag="http", tag_field="protocol"):
     limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
 
-Listener = TcpListener | HttpListener
+class GatewayLimits(Limits):
+    """Limits of a message gateway listener, on top of the common ones.
+
+    ``max_message_size``: larger client messages close the socket with 1009;
+    ``queue_bytes``: bytes waiting to be written to one slow client before it
+    is closed with 1008; ``max_inflight``: unacked deliveries per socket before
+    reading from it pauses; ``delivery_timeout``: seconds an instance has to
+    ack a delivery before it is dropped.
+    """
+
+    max_message_size: int = 1024 * 1024
+    queue_bytes: int = 1024 * 1024
+    max_inflight: int = 256
+    delivery_timeout: float = 5.0
+
+
+class GatewayListener(Base, tag="gateway", tag_field="protocol"):
+    """A WebSocket message gateway: envelopes routed by path to announced services.
+
+    ``gateway_name`` is what services list in their ``gateway_names``;
+    ``path`` is where the WebSocket is accepted; plain GETs elsewhere are
+    served from ``static`` (a folder, relative to this file) when set.
+    """
+
+    name: str
+    listen: str
+    encoding: Literal["json", "msgpack", "protobuf"] = "json"
+    gateway_name: str = "gateway"
+    nats_url: str = "nats://127.0.0.1:4222"
+    path: str = "/ws"
+    static: str | None = None
+    announce_interval: float = 2.0
+    limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
+
+
+Listener = TcpListener | HttpListener | GatewayListener
 
 
 class Upstream(Base, tag="static", tag_field="kind"):
@@ -547,12 +587,13 @@ def parse_size(value: int | str) -> int:
 def _check_http(listener: HttpListener, at: str, config: Config,
                 add: Callable[[str, str], None]) -> None:
     """Values of an HTTP listener that msgspec cannot check; reported through ``add``."""
-    import ipaddress
-
     for j, route in enumerate(listener.routes):
         where = f"{at}.routes[{j}]"
-        if (route.upstream is None) == (not route.endpoints):
-            add(where, "expected exactly one of 'upstream' or 'endpoints'")
+        targets = (route.upstream is not None) + bool(route.endpoints) + (route.root is not None)
+        if targets != 1:
+            add(where, "expected exactly one of 'upstream', 'endpoints' or 'root'")
+        if route.root is not None and not resolve_path(config, route.root).is_dir():
+            add(f"{where}.root", f"no such folder: {resolve_path(config, route.root)}")
         if route.upstream is not None and route.upstream not in config.upstreams:
             add(f"{where}.upstream", f"no upstream named {route.upstream!r}")
         if not route.host or "/" in route.host:

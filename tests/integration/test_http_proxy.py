@@ -270,3 +270,17 @@ def test_limits_431_413_408(write_config: Callable[[str, str], Path],
     status, _, _ = raw_exchange(address, b"POST / HTTP/1.1\r\nHost: x.test\r\n"
                                          b"Content-Length: 10\r\n\r\nabc")
     assert status == 408
+
+
+def test_idle_keep_alive_connection_is_closed(write_config: Callable[[str, str], Path],
+                                              pointsman: Callable[..., Pointsman],
+                                              backends: list[Backend]) -> None:
+    proxy = _proxy_with(write_config, pointsman, backends[0],
+                        limits={"keepalive_timeout": 0.5})
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n")
+        status, _, _ = read_response(sock, bytearray())
+        assert status == 200
+        started = time.monotonic()
+        assert sock.recv(1) == b""
+        assert time.monotonic() - started < 3

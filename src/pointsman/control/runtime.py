@@ -24,6 +24,7 @@ from pointsman import __version__
 from pointsman.config import (
     Config,
     ConfigError,
+    GatewayListener,
     HttpListener,
     TcpListener,
     Upstream,
@@ -33,7 +34,7 @@ from pointsman.config import (
 from pointsman.control import provision_metrics
 from pointsman.control.logs import JsonLog
 from pointsman.routing.loader import RouteLoadError
-from pointsman.serve import http1, tcp
+from pointsman.serve import gateway_server, http1, tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
 from pointsman.serve.provision import ProvisionPool
@@ -47,6 +48,7 @@ Starter = Callable[[Any, ServeContext], Awaitable[Running]]
 STARTERS: dict[type, Starter] = {
     TcpListener: tcp.start,
     HttpListener: http1.start,
+    GatewayListener: gateway_server.start,
 }
 
 ACCESS_FLUSH_INTERVAL = 0.25

@@ -74,11 +74,21 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class RoutePool:
-    """What one route key maps to: its endpoints and how to choose among them."""
+    """What one route key maps to: its endpoints and how to choose among them.
+
+    A pool with a ``static_root`` is answered from files under that folder
+    instead of by endpoints.
+    """
 
     key: str
     endpoints: tuple[Endpoint, ...]
     balance: str = "round_robin"
+    static_root: str = ""
+
+    @property
+    def serves(self) -> bool:
+        """Whether a request routed here can be answered (endpoints or files)."""
+        return bool(self.endpoints or self.static_root)
 
 
 class _Host:
@@ -89,7 +99,7 @@ class _Host:
     def __init__(self, paths: dict[str, RoutePool]) -> None:
         self.paths = paths
         root = paths.get("")
-        self.root = root if root is not None and root.endpoints else None
+        self.root = root if root is not None and root.serves else None
         self.depth = max((p.count("/") for p in paths), default=0)
 
     def match(self, path: str) -> RoutePool | None:
@@ -108,7 +118,7 @@ class _Host:
         paths = self.paths
         while probe:
             pool = paths.get(probe)
-            if pool is not None and pool.endpoints:
+            if pool is not None and pool.serves:
                 return pool
             probe = probe[:probe.rfind("/")]
         return self.root

@@ -48,6 +48,7 @@ from pointsman.serve.http_exchange import Exchange
 from pointsman.serve.http_metrics import HttpStats, register
 from pointsman.serve.http_tunnel import Tunnel
 from pointsman.serve.http_upstream import ConnectionPool, UpstreamConnection
+from pointsman.serve.static import StaticFiles
 from pointsman.serve.tcp import open_listening_sockets
 from pointsman.upstream.pool import EndpointStates
 from pointsman.wire.errors import RemoteProtocolError
@@ -73,6 +74,9 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
     pools = []
     for route in config.routes:
         key = route_key(route.host + route.path)
+        if route.root is not None:
+            pools.append(RoutePool(key, (), static_root=str(ctx.config_dir / route.root)))
+            continue
         if route.upstream is not None and route.upstream in ctx.provision:
             # A fresh backend per request (Exchange._lease_then_connect); the table
             # only matches routes with endpoints, so this one names its upstream.
@@ -117,6 +121,7 @@ class HttpServer:
         self.ctx = ctx
         self.loop = ctx.loop
         self.routes = routes
+        self.sites: dict[str, StaticFiles] = {}
         self.live = EndpointStates(max_connections=config.limits.upstream_max_connections)
         self.chooser = Chooser(self.live)
         self.provision_routes = {route_key(route.host + route.path): ctx.provision[route.upstream]
@@ -139,7 +144,7 @@ class HttpServer:
         self._idle = asyncio.Event()
         self._idle.set()
         prefix = os.urandom(10).hex()
-        self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-"
+        self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-".encode()
         self._rid_counter = int.from_bytes(os.urandom(4), "big")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -195,6 +200,13 @@ class HttpServer:
         if not self.connections:
             self._idle.set()
 
+    def site(self, root: str) -> StaticFiles:
+        """The document root of a static route, opened once per listener."""
+        found = self.sites.get(root)
+        if found is None:
+            found = self.sites[root] = StaticFiles(root)
+        return found
+
     def trusted(self, ip: str) -> bool:
         if not self.trusted_networks:
             return False
@@ -212,7 +224,7 @@ class HttpServer:
 
     def request_id(self) -> bytes:
         self._rid_counter = (self._rid_counter + 1) & 0xFFFFFFFFFFFF
-        return f"{self._rid_prefix}{self._rid_counter:012x}".encode()
+        return b"%s%012x" % (self._rid_prefix, self._rid_counter)
 
 
 class ClientConnection(RequestParser, asyncio.Protocol):
@@ -316,6 +328,8 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         self.write_paused = False
         if self.tunnel is not None:
             self.tunnel.client_full(False)
+        elif self.current is not None and self.current.file is not None:
+            self.current.file.pump()
         elif self.current is not None and self.current.upstream is not None:
             flow = self.current.upstream.flow
             if flow is not None:
@@ -324,7 +338,10 @@ class ClientConnection(RequestParser, asyncio.Protocol):
     # -- RequestParser hooks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # RequestParser.on_message_begin, inlined: this runs for every request.
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
         self.partial = True
         self.read_deadline = time.monotonic() + self.server.limits.header_timeout
         self.read_kind = "header"
@@ -403,9 +420,9 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             exchange.tunnel_done(reason)
 
         self.tunnel = Tunnel(self.flow, upstream, done, time.monotonic())
+        self.tunnel.start(backlog, to_client)
         if self.write_paused:
             self.tunnel.client_full(True)
-        self.tunnel.start(backlog, to_client)
 
     # -- errors and deadlines ---------------------------------------------------------------
 
@@ -455,9 +472,13 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             current.timed_out()
         kind = self.read_kind
         if kind and now > self.read_deadline:
-            if kind == "keepalive" or (kind == "header" and not self.partial
-                                       and self.current is None):
-                self.abort("idle")
+            if kind == "body" and self.flow is not None and self.flow.reasons:
+                # Reading is paused by the proxy (the upstream is slow): not the client's fault.
+                self.read_deadline = now + self.server.limits.body_timeout
+            elif kind == "keepalive" or (kind == "header" and not self.partial
+                                         and self.current is None):
+                if self.transport is not None:
+                    self.transport.close()
             elif self.current is not None and self.current.response_started:
                 self.abort("slow_client")
             else:

@@ -32,7 +32,7 @@ class Choice:
 class RouteState:
     """A pool joined with its live states and balancer."""
 
-    __slots__ = ("balance", "balancer", "by_state", "pool", "states")
+    __slots__ = ("addresses", "balance", "balancer", "by_state", "pool", "states")
 
     def __init__(self, pool: RoutePool, live: EndpointStates, balancer: Balancer) -> None:
         self.pool = pool
@@ -40,6 +40,8 @@ class RouteState:
         self.balancer = balancer
         self.states = [live.get(e.host, e.port, e.address) for e in pool.endpoints]
         self.by_state = dict(zip(map(id, self.states), pool.endpoints, strict=True))
+        self.addresses = {id(state): endpoint.address
+                          for state, endpoint in zip(self.states, pool.endpoints, strict=True)}
 
     def choice(self, state: EndpointState) -> Choice:
         return Choice(self.by_state[id(state)], state)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState
+from pointsman.serve.http_provision import lease_then_connect
 from pointsman.serve.http_upstream import UpstreamConnection
-from pointsman.serve.provision import Lease, ProvisionPool
+from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
-from pointsman.upstream.provision import PoolExhausted
 from pointsman.wire.forward import (
     StickyRequest,
     build_request_head,
@@ -35,12 +36,13 @@ from pointsman.wire.forward import (
 from pointsman.wire.http1 import (
     CHUNK_END,
     CRLF,
+    HAS_APP_INSTANCE,
+    HAS_COOKIE,
     IDEMPOTENT,
     RequestHead,
     ResponseHead,
     chunk_size_line,
 )
-from pointsman.wire.websocket_refusal import refusal, websocket_key
 
 if TYPE_CHECKING:
     from pointsman.serve.http1 import ClientConnection
@@ -52,6 +54,8 @@ MAX_RETRIES = 3
 REPLAY_LIMIT = 64 * 1024
 """Body bytes of an idempotent request kept so it can be retried after they were sent."""
 
+FILE_CHUNK = 256 * 1024
+"""Bytes of a static file read and written at a time."""
 COALESCE_LIMIT = 16 * 1024
 """Body bytes copied behind a response head to send both at once; larger go by writelines."""
 BACKLOG_HIGH = 256 * 1024
@@ -74,6 +78,7 @@ class Exchange:
         "client",
         "close",
         "endpoint",
+        "file",
         "head",
         "head_bytes",
         "head_out",
@@ -100,6 +105,7 @@ class Exchange:
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.head = head
+        self.file: FileSender | None = None
         self.start = time.monotonic()
         self.request_complete = False
         self.response_started = False
@@ -151,15 +157,22 @@ class Exchange:
                                             "does not exist.")
             return
         self.pool = pool
+        if pool.static_root:
+            self._serve_static(pool)
+            return
         provision = server.provision_routes.get(pool.key)
         if provision is not None:
-            self.lease_task = server.loop.create_task(self._lease_then_connect(provision))
+            self.lease_task = server.loop.create_task(lease_then_connect(self, provision))
             return
         self.route = server.chooser.route(pool)
-        pinned = self._pinned()
-        if isinstance(pinned, bool):
-            return
-        self.sticky = sticky_request(head, server.sticky_names) if server.sticky_names else None
+        pinned = None
+        if head.flags & HAS_APP_INSTANCE:
+            found = self._pinned()
+            if isinstance(found, bool):
+                return
+            pinned = found
+        if head.flags & HAS_COOKIE and server.sticky_names:
+            self.sticky = sticky_request(head, server.sticky_names)
         self._pick(pinned)
 
     def _pinned(self) -> EndpointState | bool | None:
@@ -205,55 +218,13 @@ class Exchange:
         state.active += 1
         state.total += 1
         server = self.client.server
-        conn = server.pool.acquire(self.endpoint.address)
+        address = route.addresses[id(state)]
+        conn = server.pool.acquire(address)
         if conn is not None:
             self._attach(conn)
         else:
             endpoint = self.endpoint
-            server.pool.connect(endpoint.host, endpoint.port, endpoint.address, self._connected)
-
-    async def _lease_then_connect(self, provision: ProvisionPool) -> None:
-        """A ``kind = "provision"`` route: a fresh backend of this request's own.
-
-        For a WebSocket upgrade that is one backend per WebSocket connection
-        (soh-router's model); it is stopped when the tunnel ends. Never retried
-        elsewhere and never kept alive for another request.
-        """
-        try:
-            lease = await provision.acquire()
-        except PoolExhausted as exc:
-            self.lease_task = None
-            key = websocket_key(self.head.headers) if self.head.upgrade else None
-            if key is not None:
-                self._refuse_websocket(key, exc)
-            else:
-                self.fail(503, "pool_exhausted", "No backend is free; try again later.")
-            return
-        self.lease_task = None
-        client = self.client
-        if client.current is not self or client.transport is None \
-                or client.transport.is_closing():
-            lease.release()
-            return
-        self.lease = lease
-        lease.on_revoke = lambda reason: client.abort(f"provision_{reason}")
-        endpoint = self.endpoint = Endpoint(lease.host, lease.port,
-                                            instance_id=lease.backend_id)
-        client.server.pool.connect(lease.host, lease.port, endpoint.address, self._connected)
-
-    def _refuse_websocket(self, key: bytes, exc: PoolExhausted) -> None:
-        """Complete the handshake only to close with 1013: a browser cannot see a 503."""
-        client = self.client
-        transport = client.transport
-        if transport is None or transport.is_closing():
-            return
-        self.status = 503  # logged and counted as refused, though the wire says 101 + 1013
-        self.response_started = True
-        self.request_id = self.request_id or client.server.request_id()
-        transport.write(refusal(key, exc.close_code, exc.close_reason,
-                                b"X-Vcap-Request-Id: " + self.request_id + b"\r\n"))
-        self._finish()
-        client.exchange_done(self, True)
+            server.pool.connect(endpoint.host, endpoint.port, address, self._connected)
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
         client = self.client
@@ -574,12 +545,44 @@ class Exchange:
         self._finish()
         self.client.exchange_done(self, close)
 
+    def _serve_static(self, pool: RoutePool) -> None:
+        """Answer from the route's folder; a file body streams as the client reads."""
+        client = self.client
+        head = self.head
+        answer = client.server.site(pool.static_root).respond(
+            head.method, head.target, {name.lower(): value for name, value in head.headers},
+            _context_path(pool).decode("latin-1").rstrip("/"))
+        self.status = answer.status
+        self.response_started = True
+        unread = head.has_body and not self.request_complete
+        self.close = self.close or unread
+        lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status, HTTPStatus(answer.status).phrase.encode())]
+        lines.extend(name + b": " + value + b"\r\n" for name, value in answer.headers)
+        if self.close:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        assert client.transport is not None
+        client.transport.write(b"".join(lines) + answer.body)
+        if answer.path is not None and answer.length:
+            self.file = FileSender(self, answer.path, answer.offset, answer.length)
+            self.file.pump()
+        else:
+            self.static_done()
+
+    def static_done(self) -> None:
+        self.file = None
+        self._finish()
+        self.client.exchange_done(self, self.close)
+
     def abandon(self, reason: str) -> None:
         """The client is gone or broke the protocol: drop the upstream without reuse."""
         self._drop_upstream(abort=True)
         if self.lease_task is not None:
             self.lease_task.cancel()
             self.lease_task = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         if not self.status:
             self.status = 499
         self._finish()
@@ -627,6 +630,10 @@ class Exchange:
                 record["backend_id"] = lease.backend_id
             access.write(record)
 
+    # for serve.http_provision, which leases a backend before connecting
+    connected = _connected
+    finish = _finish
+
 
 def _context_path(pool: RoutePool | None) -> bytes:
     if pool is None:
@@ -637,3 +644,39 @@ def _context_path(pool: RoutePool | None) -> bytes:
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:256]
+
+
+class FileSender:
+    """A file body written as fast as the client takes it, one chunk per write.
+
+    It writes until the client's transport passes its high-water mark, then
+    waits for ``pump`` from the connection's ``resume_writing``.
+    """
+
+    __slots__ = ("exchange", "file", "remaining")
+
+    def __init__(self, exchange: Exchange, path: str, offset: int, length: int) -> None:
+        self.exchange = exchange
+        self.file = open(path, "rb")  # noqa: SIM115 - closed when sent or abandoned
+        self.file.seek(offset)
+        self.remaining = length
+
+    def pump(self) -> None:
+        client = self.exchange.client
+        transport = client.transport
+        while self.remaining and transport is not None and not client.write_paused:
+            chunk = self.file.read(min(FILE_CHUNK, self.remaining))
+            if not chunk:
+                # The file shrank under us: the promised length cannot be kept,
+                # so end the connection rather than corrupt its framing.
+                self.exchange.close = True
+                self.remaining = 0
+                break
+            self.remaining -= len(chunk)
+            transport.write(chunk)
+        if not self.remaining:
+            self.close()
+            self.exchange.static_done()
+
+    def close(self) -> None:
+        self.file.close()

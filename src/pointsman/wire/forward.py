@@ -23,9 +23,10 @@ and the framing the proxy will actually use.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from pointsman.wire.http1 import HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
+from pointsman.wire.http1 import CRLF, HOP_BY_HOP, RequestHead, ResponseHead, connection_tokens
 
 __all__ = [
     "VCAP_ID",
@@ -64,6 +65,10 @@ def sticky_request(head: RequestHead, cookie_names: frozenset[bytes]) -> StickyR
     if not instance and not session:
         return None
     return StickyRequest(session, instance)
+
+
+_FORWARDED = (b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n"
+              b"X-Request-Id: %s\r\nX-Vcap-Request-Id: %s\r\n")
 
 
 def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, proto: bytes,
@@ -116,19 +121,10 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
         append(name)
         append(b": ")
         append(value)
-        append(b"\r\n")
+        append(CRLF)
     rid = rid or request_id
-    append(b"X-Forwarded-For: ")
-    append(xff + b", " + client_ip if xff else client_ip)
-    append(b"\r\nX-Forwarded-Proto: ")
-    append(xf_proto or proto)
-    append(b"\r\nX-Forwarded-Host: ")
-    append(xf_host or head.host)
-    append(b"\r\nX-Request-Id: ")
-    append(rid)
-    append(b"\r\nX-Vcap-Request-Id: ")
-    append(rid)
-    append(b"\r\n")
+    append(_FORWARDED % (xff + b", " + client_ip if xff else client_ip, xf_proto or proto,
+                         xf_host or head.host, rid, rid))
     if not has_start:
         append(b"X-Request-Start: %d\r\n" % start_ms)
     if head.upgrade and upgrade:
@@ -167,25 +163,16 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     cookie (the pinned instance changed).
     """
     status = head.status
-    raw = head.raw
-    lower = b"\n" + raw.lower()
     upgrade = b""
     if status == 101:
-        upgrade = _field(raw, lower, b"upgrade")
-    cut = [name for name in _HOP_MARKERS if name in lower]
-    if cut:
-        names = [name[1:-1] for name in cut]
-        if b"\nconnection:" in cut:
-            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
-                      if token not in (b"close", b"keep-alive")]
-        raw = _cut_fields(raw, names)
-        lower = b"\n" + raw.lower()
+        upgrade = _field(head.raw, b"\n" + head.raw.lower(), b"upgrade")
+    raw, has_rid, has_cookie = _forwardable(head.raw)
     out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
     append = out.append
-    if b"\nx-vcap-request-id:" not in lower:
+    if not has_rid:
         append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
     session_cookie = b""
-    if instance_id and sticky_names and b"\nset-cookie:" in lower:
+    if instance_id and sticky_names and has_cookie:
         for name, value in head.headers:
             if name.lower() == b"set-cookie" and \
                     value.partition(b"=")[0].strip() in sticky_names:
@@ -203,7 +190,35 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     return b"".join(out)
 
 
-_HOP_MARKERS = tuple(b"\n" + name + b":" for name in sorted(HOP_BY_HOP))
+_HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
+_FORWARD_CACHE: dict[bytes, tuple[bytes, bool, bool]] = {}
+FORWARD_CACHE_SIZE = 512
+"""Field blocks remembered by ``_forwardable``: a backend repeats its heads (only
+``Date`` changes, once a second), so most responses skip the searches and cuts."""
+
+
+def _forwardable(raw: bytes) -> tuple[bytes, bool, bool]:
+    """``raw`` without hop-by-hop lines, and whether it has X-Vcap-Request-Id and Set-Cookie.
+
+    A pure function of ``raw``, memoised in a small bounded dict.
+    """
+    hit = _FORWARD_CACHE.get(raw)
+    if hit is not None:
+        return hit
+    key = raw
+    lower = b"\n" + raw.lower()
+    names = _HOP_RE.findall(lower)
+    if names:
+        if b"connection" in names:
+            names += [token for token in connection_tokens(_field(raw, lower, b"connection"))
+                      if token not in (b"close", b"keep-alive")]
+        raw = _cut_fields(raw, names)
+        lower = b"\n" + raw.lower()
+    result = (raw, b"\nx-vcap-request-id:" in lower, b"\nset-cookie:" in lower)
+    if len(_FORWARD_CACHE) >= FORWARD_CACHE_SIZE:
+        _FORWARD_CACHE.clear()
+    _FORWARD_CACHE[key] = result
+    return result
 
 
 def _field(raw: bytes, lower: bytes, name: bytes) -> bytes:

@@ -29,6 +29,8 @@ from pointsman.wire.errors import RemoteProtocolError, TooLarge
 
 __all__ = [
     "CHUNK_END",
+    "HAS_APP_INSTANCE",
+    "HAS_COOKIE",
     "HOP_BY_HOP",
     "IDEMPOTENT",
     "MAX_HEADERS",
@@ -43,6 +45,8 @@ __all__ = [
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 128
+HAS_COOKIE = 1
+HAS_APP_INSTANCE = 2
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 CHUNK_END = b"0\r\n\r\n"
 CRLF = b"\r\n"
@@ -84,6 +88,8 @@ class RequestHead:
     keep_alive: bool
     upgrade: bool
     expect_continue: bool
+    flags: int = 0
+    """``HAS_COOKIE`` / ``HAS_APP_INSTANCE``: fields routing looks at, seen while parsing."""
 
     @property
     def has_body(self) -> bool:
@@ -202,6 +208,7 @@ class RequestParser:
         content_length = -1
         chunked = False
         expect = False
+        flags = 0
         for name, value in self._headers:
             size = len(name)
             if size == 4 and name.lower() == b"host":
@@ -209,10 +216,18 @@ class RequestParser:
                 hosts += 1
             elif size == 14 and name.lower() == b"content-length":
                 content_length = int(value)
-            elif size == 17 and name.lower() == b"transfer-encoding":
-                chunked = True
-            elif size == 6 and name.lower() == b"expect":
-                expect = value.lower() == b"100-continue"
+            elif size == 17:
+                lname = name.lower()
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"x-cf-app-instance":
+                    flags |= HAS_APP_INSTANCE
+            elif size == 6:
+                lname = name.lower()
+                if lname == b"cookie":
+                    flags |= HAS_COOKIE
+                elif lname == b"expect":
+                    expect = value.lower() == b"100-continue"
         if chunked and version == "1.0":
             raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400)
         if hosts > 1:
@@ -228,7 +243,7 @@ class RequestParser:
             raise RemoteProtocolError("bad request target", 400)
         self.request_received(RequestHead(
             method, target, version, self._headers, host, content_length, chunked,
-            parser.should_keep_alive(), parser.should_upgrade(), expect))
+            parser.should_keep_alive(), parser.should_upgrade(), expect, flags))
 
     def on_body(self, data: bytes) -> None:
         self.body_received(data)
@@ -246,6 +261,30 @@ class RequestParser:
 
     def request_ended(self) -> None:
         raise NotImplementedError
+
+
+_FRAMING_CACHE: dict[bytes, tuple[int, bool]] = {}
+FRAMING_CACHE_SIZE = 512
+
+
+def _framing(raw: bytes) -> tuple[int, bool]:
+    """Content-Length (-1 if none) and whether Transfer-Encoding is present, memoised.
+
+    llhttp has already refused conflicting or malformed framing fields.
+    """
+    hit = _FRAMING_CACHE.get(raw)
+    if hit is not None:
+        return hit
+    lower = b"\n" + raw.lower()
+    content_length = -1
+    at = lower.find(b"\ncontent-length:")
+    if at >= 0:
+        content_length = int(lower[at + 16:lower.find(b"\r", at)])
+    result = (content_length, b"\ntransfer-encoding:" in lower)
+    if len(_FRAMING_CACHE) >= FRAMING_CACHE_SIZE:
+        _FRAMING_CACHE.clear()
+    _FRAMING_CACHE[raw] = result
+    return result
 
 
 class ResponseParser:
@@ -311,12 +350,7 @@ class ResponseParser:
         else:
             self._rbuf = b""
             self._at_head = False
-        lower = b"\n" + raw.lower()
-        content_length = -1
-        at = lower.find(b"\ncontent-length:")
-        if at >= 0:
-            content_length = int(lower[at + 16:lower.find(b"\r", at)])
-        chunked = b"\ntransfer-encoding:" in lower
+        content_length, chunked = _framing(raw)
         reason = status_line.split(b" ", 2)[2] if status_line.count(b" ") >= 2 else b""
         self.response_received(ResponseHead(
             status, reason, parser.get_http_version(), raw,
