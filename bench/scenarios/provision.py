@@ -274,8 +274,9 @@ class ProvisionScenario(Scenario):
                 verdict = (f"; p99 <= {P99_TARGET_MS:g} ms: "
                            f"{'PASS' if p99 <= P99_TARGET_MS else 'FAIL'}, goal <= "
                            f"{P99_GOAL_MS:g} ms: {'PASS' if p99 <= P99_GOAL_MS else 'FAIL'}")
-            lines.append(f"{peer}: first byte p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-                         f"(median over {len(runs)} run(s)){verdict}")
+            lines.append(f"{peer}: first byte p50 {p50:.1f} ms, p99 {p99:.1f} ms (median over "
+                         f"all {len(runs)} load run(s), those taken again because other "
+                         f"work disturbed them included){verdict}")
         return tuple(lines)
 
     def settings(self) -> dict[str, Any]:
