@@ -6,12 +6,13 @@ Adding a scenario is adding a module here and a line to ``SCENARIOS``.
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import gateway, http, http_keepalive, provision, tcp_bulk, tcp_short
+from bench.scenarios import gateway, http, http_keepalive, provision, registry, tcp_bulk, tcp_short
 
 __all__ = ["DEFAULT", "SCENARIOS"]
 
 SCENARIOS: dict[str, Scenario] = {
-    module.SCENARIO.name: module.SCENARIO for module in (tcp_bulk, tcp_short, http_keepalive, http)
+    module.SCENARIO.name: module.SCENARIO
+    for module in (tcp_bulk, tcp_short, http_keepalive, http, registry)
 }
 SCENARIOS.update({s.name: s for s in (gateway.GATEWAY_JSON, gateway.GATEWAY_MSGPACK)})
 # per-connection backends: one module, a scenario per provider and kind of run

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "AdminConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -34,9 +35,12 @@ __all__ = [
     "HttpRoute",
     "Limits",
     "LoggingConfig",
+    "NatsConfig",
     "ProbeConfig",
     "ProcessProviderConfig",
     "ProvisionUpstream",
+    "RegistryConfig",
+    "RouteConfig",
     "TcpListener",
     "Upstream",
     "UpstreamConfig",
@@ -281,12 +285,65 @@ class LoggingConfig(Base):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class NatsConfig(Base):
+    """The NATS cluster that gorouter-style clients register routes on.
+
+    Present means "use it": the route registry subscribes to
+    ``router.register``/``router.unregister`` on these servers.
+    ``credentials`` is a ``.creds`` file (JWT + nkey seed), relative to this file.
+    """
+
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    name: str = "pointsman"
+    credentials: str | None = None
+
+
+class RegistryConfig(Base):
+    """gorouter's registration timing, in seconds (its defaults).
+
+    ``prune_threshold`` is gorouter's ``droplet_stale_threshold`` and
+    ``minimum_register_interval`` its ``start_response_delay_interval``; both are
+    announced in ``router.start``.
+    """
+
+    prune_threshold: float = 120.0
+    prune_interval: float = 30.0
+    minimum_register_interval: float = 5.0
+    suspend_pruning_if_nats_unavailable: bool = True
+
+
+class AdminConfig(Base):
+    """The admin HTTP API. ``token`` falls back to ``POINTSMAN_ADMIN_TOKEN``."""
+
+    listen: str = "127.0.0.1:9901"
+    token: str | None = None
+
+
+class RouteConfig(Base):
+    """A route from the file: never pruned, changed only by a reload.
+
+    ``uris`` are gorouter route keys (``host`` or ``host/path``, ``*.`` wildcards);
+    ``endpoints`` are ``host:port``. ``tls`` means the endpoints speak TLS.
+    """
+
+    uris: list[str]
+    endpoints: list[str]
+    balance: Literal["round_robin", "least_conn"] = "round_robin"
+    tls: bool = False
+    app: str = ""
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Config(Base):
     """The whole file once every section has converted."""
 
     listeners: list[Listener] = msgspec.field(default_factory=list)
     upstreams: dict[str, UpstreamConfig] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    nats: NatsConfig | None = None
+    registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
+    admin: AdminConfig | None = None
+    routes: list[RouteConfig] = msgspec.field(default_factory=list)
     source: str = ""
 
 
@@ -366,6 +423,10 @@ _SECTION_TYPES: dict[str, Any] = {
     "listeners": Listener,
     "upstreams": UpstreamConfig,
     "logging": LoggingConfig,
+    "nats": NatsConfig,
+    "registry": RegistryConfig,
+    "admin": AdminConfig,
+    "routes": RouteConfig,
 }
 
 
@@ -375,6 +436,13 @@ def _convert_section(key: str, value: Any, kind: Any, file: str, locator: _KeyLo
     if key == "listeners":
         if not isinstance(value, list):
             issues.append(ConfigIssue(file, key, "expected an array of tables ([[listeners]])",
+                                      locator.line(key)))
+            return []
+        return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
+                for i, item in enumerate(value)]
+    if key == "routes":
+        if not isinstance(value, list):
+            issues.append(ConfigIssue(file, key, "expected an array of tables ([[routes]])",
                                       locator.line(key)))
             return []
         return [_convert(f"{key}[{i}]", item, kind, file, locator, issues)
@@ -512,6 +580,7 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                     raise ValueError(f"expected a non-zero port in {endpoint!r}")
             except ValueError as exc:
                 add(f"{at}.endpoints[{j}]", str(exc))
+    issues.extend(_check_registry(config, add))
     return issues
 
 
@@ -582,6 +651,36 @@ def parse_size(value: int | str) -> int:
     if not found or int(found[1]) <= 0:
         raise ValueError(f"expected a size like 256m, got {value!r}")
     return int(found[1]) * _SIZE_UNITS[found[2]]
+
+
+def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
+    """The ``[nats]``, ``[registry]``, ``[admin]`` and ``[[routes]]`` sections.
+
+    Issues go through ``add``; the return value is always empty so the caller's
+    ``extend`` reads naturally.
+    """
+    if config.nats is not None and not config.nats.servers:
+        add("nats.servers", "expected at least one 'nats://host:port'")
+    for name in ("prune_threshold", "prune_interval", "minimum_register_interval"):
+        if getattr(config.registry, name) <= 0:
+            add(f"registry.{name}", "expected a positive number of seconds")
+    if config.admin is not None:
+        try:
+            parse_listen(config.admin.listen)
+        except ValueError as exc:
+            add("admin.listen", str(exc))
+    for i, route in enumerate(config.routes):
+        if not route.uris:
+            add(f"routes[{i}].uris", "expected at least one uri")
+        if not route.endpoints:
+            add(f"routes[{i}].endpoints", "expected at least one 'host:port'")
+        for j, endpoint in enumerate(route.endpoints):
+            try:
+                if parse_listen(endpoint)[1] == 0:
+                    raise ValueError(f"expected a non-zero port in {endpoint!r}")
+            except ValueError as exc:
+                add(f"routes[{i}].endpoints[{j}]", str(exc))
+    return []
 
 
 def _check_http(listener: HttpListener, at: str, config: Config,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from provision_support import PYTHON, WSECHO, greeting, unique_instance
+from registry_support import TOKEN, admin_call, admin_url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -77,7 +78,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_each_websocket_gets_its_own_process_named_in_the_access_log(
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     instance = unique_instance()
-    proxy = pointsman("serve", "-c", str(write_config(config_text(instance))))
+    admin = f'[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'
+    proxy = pointsman("serve", "-c", str(write_config(admin + config_text(instance))))
     host, port = proxy.address("ws")
     wait_until(lambda: len(processes_with_env(labels(instance))) >= 1)  # warmed
     hellos = await asyncio.gather(greeting(host, port), greeting(host, port))
@@ -88,6 +90,13 @@ async def test_each_websocket_gets_its_own_process_named_in_the_access_log(
     assert all(record["reason"] == "done" for record in records)
     # the connections are over, so their processes are gone; one warm spare remains
     wait_until(lambda: len(processes_with_env(labels(instance))) == 1)
+    # the pool as the admin API and the metrics show it
+    base = admin_url(proxy)
+    status, state = admin_call(base, "GET", "/provision")
+    assert status == 200 and state["terminal"]["totals"]["leases"] == 2
+    assert state["terminal"]["provider"] == "process"
+    status, text = admin_call(base, "GET", "/metrics")
+    assert 'pointsman_provision_leases_total{upstream="terminal"} 2.0' in text
     proxy.stop(signal.SIGTERM)
     assert processes_with_env(labels(instance)) == []
 
@@ -207,13 +216,14 @@ async def test_reload_keeps_an_unchanged_pool_and_replaces_a_changed_one(
     proxy = pointsman("serve", "-c", str(path))
     wait_until(lambda: len(processes_with_env(labels(instance))) == 1)
     first = processes_with_env(labels(instance))
+    spare_id = backend_of(first[0])
     # same upstream, another listen address: the pool and its warm spare stay
     path.write_text(config_text(instance, warm=1).replace('name = "ws"', 'name = "ws2"'))
     proxy.signal(signal.SIGHUP)
     reloaded = proxy.wait_event("reloaded")
     host, _, port = reloaded["listeners"]["ws2"][0].rpartition(":")
     hello = await greeting(host, int(port))  # the new listener leases from the kept pool...
-    assert hello == f"hello from {backend_of(first[0])}"  # ...the very spare warmed before
+    assert hello == f"hello from {spare_id}"  # ...the very spare warmed before
     wait_until(lambda: len(processes_with_env(labels(instance))) == 1)  # refilled
     assert processes_with_env(labels(instance)) != first  # that spare served the WebSocket
     # a changed pool replaces the old one; the old pool's spare is stopped, never swept twice

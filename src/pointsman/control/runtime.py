@@ -32,7 +32,11 @@ from pointsman.config import (
     parse_listen,
 )
 from pointsman.control import provision_metrics
+from pointsman.control.admin import Admin
+from pointsman.control.admin_routes import install_health, install_metrics, install_routes
 from pointsman.control.logs import JsonLog
+from pointsman.control.provision_admin import install_provision
+from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import gateway_server, http1, tcp
 from pointsman.serve.context import Running, ServeContext
@@ -78,6 +82,9 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.TimerHandle | None = None
+        self.routes = RoutePlane(config, self.events)
+        self.admin: Admin | None = None
+        self.stopping = False
         self.poller: Poller | None = None
         self.provision: dict[str, ProvisionPool] = {}
 
@@ -88,7 +95,26 @@ class Runtime:
         return ServeContext(loop=loop, poller=self.poller, access=self.access,
                             events=self.events, pools=build_pools(config),
                             provision=dict(self.provision),
+                            routes=self.routes.holder,
                             config_dir=Path(config.source).parent if config.source else Path())
+
+    async def _start_admin(self, config: Config) -> Admin | None:
+        """The admin API, when ``[admin]`` is configured; endpoint groups are added here."""
+        if config.admin is None:
+            return None
+        token = config.admin.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
+        if token is None:
+            self.events.event("warning", "admin_token_missing",
+                              detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
+                                     "every endpoint but /health answers 401")
+        admin = Admin(token, self.events)
+        install_health(admin, lambda: not self.stopping)
+        install_metrics(admin)
+        install_provision(admin, self.describe_provision)
+        if self.routes.driver is not None:
+            install_routes(admin, self.routes.driver)
+        await admin.start(*parse_listen(config.admin.listen))
+        return admin
 
     async def _start_all(self, config: Config) -> list[Running]:
         ctx = self._context(config)
@@ -135,10 +161,13 @@ class Runtime:
     async def start(self) -> None:
         provision_metrics.register_default(lambda: list(self.provision.values()))
         await self._open_provision(self.config, first=True)
+        await self.routes.start()
+        self.admin = await self._start_admin(self.config)
         self.listeners = await self._start_all(self.config)
         self._schedule_flush()
+        admin = [f"{host}:{port}" for host, port in self.admin.addresses] if self.admin else []
         self.events.event("info", "ready", pid=os.getpid(), version=__version__,
-                          listeners=self.describe())
+                          listeners=self.describe(), admin=admin)
 
     def describe(self) -> dict[str, list[str]]:
         return {running.name: [f"{host}:{port}" for host, port in running.addresses]
@@ -188,6 +217,7 @@ class Runtime:
             self.events.event("error", "reload_refused", errors=str(exc).splitlines())
             return False
         old, self.listeners, self.config = self.listeners, new, config
+        self.routes.reload(config)
         self.access.reopen()
         self.events.reopen()
         for running in old:
@@ -207,6 +237,7 @@ class Runtime:
         await asyncio.gather(*(pool.close() for pool in pools))
 
     async def stop(self, graceful: bool) -> None:
+        self.stopping = True
         self.events.event("info", "stopping", graceful=graceful,
                           active=sum(running.active for running in self.listeners))
         for running in self.listeners:
@@ -214,6 +245,9 @@ class Runtime:
         timeout = self.drain_timeout if graceful else 0.0
         await asyncio.gather(*(running.drain(timeout) for running in self.listeners))
         await self.close_provision()
+        if self.admin is not None:
+            await self.admin.close()
+        await self.routes.stop()
         if self._flusher is not None:
             self._flusher.cancel()
         self.access.close()

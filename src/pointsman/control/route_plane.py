@@ -1,0 +1,70 @@
+"""The HTTP route plane of one process: the registry, its timers and its NATS link.
+
+The runtime creates one ``RoutePlane`` for its whole life (reloads included):
+it owns the ``TableHolder`` every HTTP listener reads, seeds it with the
+file's routes (``[[routes]]`` and each listener's ``[[listeners.routes]]``)
+and, when ``[nats]`` is configured, keeps it in step with gorouter-style
+registrations. Admin-fed and file routes work without NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from pointsman.config import Config
+from pointsman.discovery.driver import RegistryDriver
+from pointsman.discovery.metrics import RegistryCollector
+from pointsman.discovery.nats_registry import NatsRegistry
+from pointsman.discovery.registry import Registry
+from pointsman.discovery.static import static_messages
+from pointsman.routing.table import TableHolder
+
+__all__ = ["RoutePlane"]
+
+
+class RoutePlane:
+    def __init__(self, config: Config, events: Any,
+                 metrics: CollectorRegistry = REGISTRY) -> None:
+        self.config = config
+        self.events = events
+        self.metrics = metrics
+        self.holder = TableHolder()
+        self.registry = Registry(config.registry.prune_threshold, holder=self.holder)
+        self.driver: RegistryDriver | None = None
+        self.nats: NatsRegistry | None = None
+        self._collector: RegistryCollector | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.config.registry
+        self.driver = RegistryDriver(self.registry, loop, settings.prune_interval, self.events)
+        self.registry.replace_static(static_messages(self.config), loop.time())
+        self.driver.start()
+        if self.config.nats is not None:
+            self.nats = NatsRegistry(self.config.nats, settings, self.driver, self.events,
+                                     base_dir=self.config.source)
+            await self.nats.start()
+        self._collector = RegistryCollector(self.driver, self.nats)
+        self.metrics.register(self._collector)
+
+    def reload(self, config: Config) -> None:
+        """Take the new file's ``[[routes]]``; NATS and timing settings need a restart."""
+        self.config = config
+        if self.driver is None:
+            return
+        changed = self.registry.replace_static(static_messages(config), self.driver.now())
+        self.driver.publish_now()
+        self.events.event("info", "static_routes_reloaded", changed=changed,
+                          routes=len(config.routes))
+
+    async def stop(self) -> None:
+        if self._collector is not None:
+            self.metrics.unregister(self._collector)
+            self._collector = None
+        if self.nats is not None:
+            await self.nats.stop()
+        if self.driver is not None:
+            self.driver.stop()

@@ -1,0 +1,87 @@
+"""Prometheus metrics of the route registry, read at scrape time.
+
+The registry keeps plain integer counters (no per-message lock or label
+lookup on the ingest path); this collector turns them into metric families
+when ``/metrics`` is scraped. Names follow gorouter's where it has one
+(``total_routes``, ``ms_since_last_registry_update``, ``routes_pruned``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pointsman.discovery.driver import RegistryDriver
+
+__all__ = ["NatsStats", "RegistryCollector"]
+
+
+class NatsStats(Protocol):
+    malformed: int
+    starts_published: int
+
+    @property
+    def connected(self) -> bool: ...
+
+
+class RegistryCollector(Collector):
+    """Exposes one driver's registry (and its NATS link, when there is one)."""
+
+    def __init__(self, driver: RegistryDriver, nats: NatsStats | None = None) -> None:
+        self.driver = driver
+        self.nats = nats
+
+    def collect(self) -> Iterator[Any]:
+        registry = self.driver.registry
+        yield _counter("pointsman_registry_registrations",
+                       "router.register messages (and admin/static registrations) applied",
+                       registry.registrations)
+        yield _counter("pointsman_registry_unregistrations",
+                       "router.unregister messages (and admin deletions) applied",
+                       registry.unregistrations)
+        yield _counter("pointsman_registry_routes_pruned",
+                       "endpoints removed because they stopped heartbeating", registry.pruned)
+        yield _counter("pointsman_registry_invalid_load_balancing",
+                       "registrations whose options.loadbalancing was not understood",
+                       registry.invalid_balancing)
+        yield _counter("pointsman_registry_refused",
+                       "changes refused because a higher-ranked source owns the endpoint",
+                       registry.refused)
+        yield _counter("pointsman_registry_publishes", "route table snapshots published",
+                       self.driver.publishes)
+        yield _gauge("pointsman_registry_total_routes", "route keys in the table", len(registry))
+        yield _gauge("pointsman_registry_published_routes",
+                     "route keys in the published table (what requests see)",
+                     len(registry.table))
+        yield _gauge("pointsman_registry_endpoints", "registered endpoints over all routes",
+                     registry.endpoint_count)
+        yield _gauge("pointsman_registry_pruning_suspended",
+                     "1 while pruning is suspended (NATS unreachable)",
+                     int(registry.pruning_suspended))
+        if registry.last_update is not None:
+            since = (self.driver.now() - registry.last_update) * 1000.0
+            yield _gauge("pointsman_registry_ms_since_last_registry_update",
+                         "milliseconds since the last registration or unregistration", since)
+        if self.nats is not None:
+            yield _counter("pointsman_registry_malformed_messages",
+                           "router.register/unregister payloads that could not be used",
+                           self.nats.malformed)
+            yield _counter("pointsman_registry_router_starts",
+                           "router.start messages published", self.nats.starts_published)
+            yield _gauge("pointsman_nats_connected", "1 while connected to NATS",
+                         int(self.nats.connected))
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family

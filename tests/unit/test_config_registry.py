@@ -1,0 +1,54 @@
+"""The [nats], [registry], [admin] and [[routes]] sections: defaults, checks, the example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pointsman.config import ConfigError, load, loads
+from pointsman.discovery.static import static_messages
+
+
+def test_defaults_are_gorouters() -> None:
+    config = loads("[nats]\n[admin]\n")
+    assert config.nats is not None and config.nats.servers == ["nats://127.0.0.1:4222"]
+    assert (config.registry.prune_threshold, config.registry.prune_interval,
+            config.registry.minimum_register_interval) == (120, 30, 5)
+    assert config.registry.suspend_pruning_if_nats_unavailable
+    assert config.admin is not None and config.admin.listen == "127.0.0.1:9901"
+    assert loads("").nats is None and loads("").admin is None
+
+
+def test_bad_values_name_their_key_and_line() -> None:
+    text = """
+[registry]
+prune_threshold = 0
+
+[admin]
+listen = "nowhere"
+
+[[routes]]
+uris = []
+endpoints = ["127.0.0.1:0"]
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, "f.toml")
+    found = {(issue.path, issue.line) for issue in caught.value.issues}
+    assert ("registry.prune_threshold", 3) in found
+    assert ("admin.listen", 6) in found
+    assert ("routes[0].uris", 9) in found
+    assert ("routes[0].endpoints[0]", 10) in found
+
+
+def test_unknown_registry_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"registry\.prune_treshold: unknown key"):
+        loads("[registry]\nprune_treshold = 5\n")
+
+
+def test_example_config_loads_and_yields_static_routes() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "gorouter.toml"
+    config = load(example)
+    messages = static_messages(config)
+    assert [m.uris for m in messages] == [("status.example.com",)]
+    assert messages[0].tags == {"component": "status"}
