@@ -9,6 +9,7 @@ the connection ends. (The docker provider gets the same treatment in
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import time
@@ -141,6 +142,8 @@ async def test_sigkill_then_restart_removes_the_leftovers(
         assert processes_with_env(labels(instance)) == []
     finally:
         held.close()
+        for pid in processes_with_env(labels(instance)):  # never leave our own behind
+            os.kill(pid, signal.SIGKILL)
 
 
 def http_config_text(instance: str, **pool: object) -> str:

@@ -246,6 +246,8 @@ async def test_sigkilled_pointsman_leaves_nothing_the_next_start_does_not_clean(
         for proc in bystanders:
             proc.kill()
             proc.wait()
+        for pid in processes_with_env(label_env(labels)):  # never leave our own behind
+            os.kill(pid, signal.SIGKILL)
 
 
 async def test_metrics_and_admin_state_show_the_pool() -> None:
