@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "DockerProviderConfig",
     "GatewayLimits",
     "GatewayListener",
     "HttpLimits",
@@ -35,13 +36,18 @@ __all__ = [
     "Limits",
     "LoggingConfig",
     "NatsConfig",
+    "ProbeConfig",
     "ProcessConfig",
+    "ProcessProviderConfig",
+    "ProvisionUpstream",
     "RegistryConfig",
     "RouteConfig",
     "TcpListener",
     "Upstream",
+    "UpstreamConfig",
     "load",
     "parse_listen",
+    "parse_size",
 ]
 
 Balance = Literal["round_robin", "least_conn", "hash"]
@@ -164,13 +170,112 @@ class GatewayListener(Base, tag="gateway", tag_field="protocol"):
 Listener = TcpListener | HttpListener | GatewayListener
 
 
-class Upstream(Base):
-    """A static pool of endpoints and how to choose between them."""
+class Upstream(Base, tag="static", tag_field="kind"):
+    """A static pool of endpoints and how to choose between them (``kind = "static"``,
+    the default when ``kind`` is absent)."""
 
     endpoints: list[str]
     balance: Balance = "round_robin"
     max_fails: int = 1
     fail_timeout: float = 10.0
+
+
+class ProbeConfig(Base):
+    """How a provisioned backend shows it is ready: a TCP connect, or ``GET path`` -> 2xx.
+
+    Each attempt gets ``timeout`` seconds; attempts repeat every ``interval``
+    seconds until the upstream's ``start_timeout``.
+    """
+
+    kind: Literal["tcp", "http"] = "tcp"
+    path: str = "/"
+    timeout: float = 1.0
+    interval: float = 0.05
+
+
+class DockerProviderConfig(Base, tag="docker", tag_field="kind"):
+    """One container per connection, through the Docker Engine API (Docker or podman).
+
+    ``url`` is ``unix:///path/docker.sock`` or ``tcp://host:port``. ``port`` is the
+    port the app listens on inside the container. ``address = "published"``
+    publishes it on ``publish_host`` at a random port; ``"container"`` connects to
+    the container's own IP. With ``network_mode = "host"`` each container gets a
+    free host port: ``{port}`` in ``command`` and ``env`` is replaced by it.
+    ``memory`` is bytes or a size like ``"256m"``; ``cpus`` a fraction of cores.
+    ``api_version`` is fixed by default: ``"auto"`` asks the engine, which costs
+    podman over half a second.
+    """
+
+    image: str
+    url: str = "unix:///var/run/docker.sock"
+    api_version: str = "v1.41"
+    command: list[str] | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    port: int = 0
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    memory: int | str | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    network_mode: str = ""
+    address: Literal["published", "container"] = "published"
+    publish_host: str = "127.0.0.1"
+    mounts: list[str] = msgspec.field(default_factory=list)
+    ulimits: dict[str, int] = msgspec.field(default_factory=dict)
+    user: str = ""
+    stop_grace: float = 0.0
+    pull: Literal["missing", "never"] = "missing"
+
+
+class ProcessProviderConfig(Base, tag="process", tag_field="kind"):
+    """One process per connection, for machines without containers.
+
+    ``{port}`` (a free port) and ``{backend}`` (the backend id) are filled in
+    ``command`` and ``env``. Stopping sends SIGTERM to the process group, then
+    SIGKILL after ``grace`` seconds. ``output`` is ``discard`` or ``inherit``.
+    """
+
+    command: list[str]
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    cwd: str | None = None
+    host: str = "127.0.0.1"
+    grace: float = 5.0
+    output: Literal["discard", "inherit"] = "discard"
+
+
+class ProvisionUpstream(Base, tag="provision", tag_field="kind"):
+    """A fresh backend per connection (soh-router), from a warm pool.
+
+    Each connection takes one READY backend for itself; when it ends, the
+    backend is stopped and removed. ``warm`` spares are kept started; at most
+    ``max_live`` exist (starting, ready or busy). A connection that finds none
+    ready waits up to ``queue_timeout`` seconds in a FIFO queue of at most
+    ``max_queue``, then is refused (503, WebSocket close 1013, or a TCP close).
+    ``max_lifetime`` and ``max_idle`` (seconds, 0 = unlimited) end a backend's
+    connection. Failed starts back off from ``backoff_initial`` doubling to
+    ``backoff_max``. A spare taken by a connection is replaced ``refill_delay``
+    seconds later, so the start's work does not slow that connection's first
+    bytes. ``instance`` names this pointsman in backend labels (default:
+    derived from the host name and the config file path, so it is stable across
+    restarts and clean-up after a crash finds the leftovers).
+    """
+
+    provider: DockerProviderConfig | ProcessProviderConfig
+    warm: int = 1
+    max_live: int = 16
+    max_starting: int = 2
+    max_queue: int = 1024
+    queue_timeout: float = 10.0
+    start_timeout: float = 30.0
+    max_lifetime: float = 0.0
+    max_idle: float = 0.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    refill_delay: float = 0.05
+    instance: str = ""
+    probe: ProbeConfig = msgspec.field(default_factory=ProbeConfig)
+
+
+UpstreamConfig = Upstream | ProvisionUpstream
 
 
 class LoggingConfig(Base):
@@ -254,7 +359,7 @@ class Config(Base):
     """The whole file once every section has converted."""
 
     listeners: list[Listener] = msgspec.field(default_factory=list)
-    upstreams: dict[str, Upstream] = msgspec.field(default_factory=dict)
+    upstreams: dict[str, UpstreamConfig] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     process: ProcessConfig = msgspec.field(default_factory=ProcessConfig)
     nats: NatsConfig | None = None
@@ -338,7 +443,7 @@ def loads(text: str, file: str = "<string>") -> Config:
 
 _SECTION_TYPES: dict[str, Any] = {
     "listeners": Listener,
-    "upstreams": Upstream,
+    "upstreams": UpstreamConfig,
     "logging": LoggingConfig,
     "process": ProcessConfig,
     "nats": NatsConfig,
@@ -370,9 +475,16 @@ def _convert_section(key: str, value: Any, kind: Any, file: str, locator: _KeyLo
             issues.append(ConfigIssue(file, key, "expected a table of [upstreams.NAME]",
                                       locator.line(key)))
             return {}
-        return {name: _convert(f"{key}.{name}", item, kind, file, locator, issues)
+        return {name: _convert(f"{key}.{name}", _default_kind(item), kind, file, locator, issues)
                 for name, item in value.items()}
     return _convert(key, value, kind, file, locator, issues)
+
+
+def _default_kind(item: Any) -> Any:
+    """``[upstreams.NAME]`` without ``kind`` is a static pool (files from before the union)."""
+    if isinstance(item, dict) and "kind" not in item:
+        return {"kind": "static", **item}
+    return item
 
 
 def _convert(prefix: str, value: Any, kind: Any, file: str, locator: _KeyLocator,
@@ -408,6 +520,8 @@ def _split_validation_error(text: str) -> tuple[str, str]:
     if message.startswith("Invalid value") and sub.endswith(".protocol"):
         kinds = ", ".join(sorted(_listener_tags()))
         return sub, f"unknown protocol {message.split(' ', 2)[2]}; expected one of {kinds}"
+    if message.startswith("Invalid value") and sub.endswith(".kind"):
+        return sub, f"unknown kind {message.split(' ', 2)[2]}"
     message = message.replace("`", "'")
     if message.startswith("Expected"):
         message = "expected" + message[len("Expected"):]
@@ -477,6 +591,9 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                 add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
     for name, upstream in config.upstreams.items():
         at = f"upstreams.{name}"
+        if isinstance(upstream, ProvisionUpstream):
+            issues.extend(_check_provision(upstream, at, file, locator))
+            continue
         if not upstream.endpoints:
             add(f"{at}.endpoints", "expected at least one 'host:port'")
         for j, endpoint in enumerate(upstream.endpoints):
@@ -488,6 +605,75 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
                 add(f"{at}.endpoints[{j}]", str(exc))
     issues.extend(_check_registry(config, add))
     return issues
+
+
+def _check_provision(upstream: ProvisionUpstream, at: str, file: str,
+                     locator: _KeyLocator) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+
+    def add(path: str, message: str) -> None:
+        issues.append(ConfigIssue(file, path, message, locator.line(path)))
+
+    for field_name in ("max_live", "max_starting", "backoff_initial", "start_timeout"):
+        if getattr(upstream, field_name) <= 0:
+            add(f"{at}.{field_name}", "expected a positive number")
+    for field_name in ("warm", "max_queue", "queue_timeout", "max_lifetime", "max_idle",
+                       "backoff_max", "refill_delay"):
+        if getattr(upstream, field_name) < 0:
+            add(f"{at}.{field_name}", "expected zero or a positive number")
+    if upstream.warm > upstream.max_live:
+        add(f"{at}.warm", f"warm ({upstream.warm}) exceeds max_live ({upstream.max_live})")
+    if upstream.probe.timeout <= 0 or upstream.probe.interval <= 0:
+        add(f"{at}.probe", "expected positive 'timeout' and 'interval'")
+    if upstream.probe.kind == "http" and not upstream.probe.path.startswith("/"):
+        add(f"{at}.probe.path", "expected a path starting with '/'")
+    provider = upstream.provider
+    where = f"{at}.provider"
+    if isinstance(provider, DockerProviderConfig):
+        host_network = provider.network_mode == "host"
+        if not host_network and not 0 < provider.port < 65536:
+            add(f"{where}.port", "expected the container's listening port (1-65535)")
+        if provider.api_version != "auto" and not re.fullmatch(r"v1\.\d+",
+                                                                provider.api_version):
+            add(f"{where}.api_version", "expected 'auto' or a version like 'v1.41'")
+        if not provider.url.startswith(("unix://", "tcp://", "http://", "https://")):
+            add(f"{where}.url", "expected unix:///path, tcp://host:port or http(s)://host:port")
+        if provider.memory is not None:
+            try:
+                parse_size(provider.memory)
+            except ValueError as exc:
+                add(f"{where}.memory", str(exc))
+        if provider.cpus is not None and provider.cpus <= 0:
+            add(f"{where}.cpus", "expected a positive number of cores")
+        if provider.pids_limit is not None and provider.pids_limit <= 0:
+            add(f"{where}.pids_limit", "expected a positive number")
+        for j, mount in enumerate(provider.mounts):
+            if mount.count(":") not in (1, 2):
+                add(f"{where}.mounts[{j}]", "expected 'host:container' or 'host:container:ro'")
+    else:
+        if not provider.command:
+            add(f"{where}.command", "expected a non-empty command")
+        elif not any("{port}" in part for part in (*provider.command,
+                                                   *provider.env.values())):
+            add(f"{where}.command", "expected '{port}' in command or env, to pass the port")
+        if provider.grace < 0:
+            add(f"{where}.grace", "expected zero or a positive number of seconds")
+    return issues
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from ``1048576``, ``"512k"``, ``"256m"`` or ``"1g"``."""
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("expected a positive size")
+        return value
+    found = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)b?\s*", value.lower())
+    if not found or int(found[1]) <= 0:
+        raise ValueError(f"expected a size like 256m, got {value!r}")
+    return int(found[1]) * _SIZE_UNITS[found[2]]
 
 
 def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:

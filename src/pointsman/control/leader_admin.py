@@ -32,10 +32,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pointsman.config import Upstream
 from pointsman.control.admin import Admin, HttpError, Request, Response
 from pointsman.control.admin_routes import install_health
 from pointsman.control.metrics import family_names, process_families, render
 from pointsman.control.openapi import OPENAPI
+from pointsman.control.provision_admin import install_provision, merge_worker_states
 from pointsman.control.worker_ops import WORKER_CALLS
 from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
@@ -153,6 +155,9 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         upstream = leader.config.upstreams.get(body.upstream)
         if upstream is None:
             raise HttpError(404, f"no upstream named {body.upstream!r}")
+        if not isinstance(upstream, Upstream):
+            raise HttpError(409, f"upstream {body.upstream!r} provisions its backends: "
+                                 "nothing to drain by address")
         if body.endpoint not in upstream.endpoints:
             raise HttpError(404, f"upstream {body.upstream!r} has no endpoint {body.endpoint!r}")
         leader.drain(body.upstream, body.endpoint, body.drain)
@@ -200,6 +205,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
     admin.add("GET", "/connections", connections)
     admin.add("POST", "/reload", reload)
     admin.add("GET", "/workers", per_worker, prefix=True)
+    install_provision(admin, lambda: _provision(leader))
     admin.add("GET", "/openapi.json", openapi, public=True)
     admin.add("GET", "/", static, public=True)
     admin.add("GET", "/dashboard", static, public=True)
@@ -221,3 +227,8 @@ def _message(request: Request) -> RegistryMessage:
     if not message.uris:
         raise HttpError(400, "not a router.register body: no uris")
     return message
+
+
+async def _provision(leader: Leader) -> dict[str, Any]:
+    return merge_worker_states([reply for reply in await leader.ask("provision")
+                                if isinstance(reply, dict) and "error" not in reply])

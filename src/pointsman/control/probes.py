@@ -1,7 +1,8 @@
 """The built-in questions workers answer for the dashboard (``GET /workers/NAME``).
 
 ``gateway``: for each WebSocket gateway listener, its open sockets and the
-service instances that announced routes to it. Duck-typed on the running
+service instances that announced routes to it. ``provision``: the worker's
+provision pools (the leader sums them for ``GET /provision``). Duck-typed on the running
 listener (a ``gateway`` attribute with ``sockets`` and ``index``), so this
 module needs nothing from the gateway's internals beyond what it shows.
 """
@@ -13,7 +14,7 @@ from typing import Any
 from pointsman.control.runtime import Runtime
 from pointsman.control.worker_ops import WORKER_CALLS
 
-__all__ = ["gateway"]
+__all__ = ["gateway", "provision"]
 
 
 def gateway(runtime: Runtime) -> dict[str, Any]:
@@ -33,4 +34,10 @@ def gateway(runtime: Runtime) -> dict[str, Any]:
     return out
 
 
+def provision(runtime: Runtime) -> dict[str, Any]:
+    """This worker's provision pools, as ``GET /provision`` shows them."""
+    return runtime.describe_provision()
+
+
 WORKER_CALLS["gateway"] = gateway
+WORKER_CALLS["provision"] = provision

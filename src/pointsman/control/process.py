@@ -57,6 +57,7 @@ from pointsman.control.sockets import SocketTable, format_address
 from pointsman.control.supervise import Backoff, StartFailed, Worker, describe_status
 from pointsman.control.validate import validate
 from pointsman.control.worker import LEADER_SIGNALS, WorkerSpec, run_worker
+from pointsman.serve.provision import sweep_leftovers
 from pointsman.wire.gorouter import RegistryMessage, decode_registration, encode_registration
 
 __all__ = ["Leader", "serve", "worker_count"]
@@ -120,6 +121,8 @@ class Leader:
         self.state.load()
         if self.state.error:
             self.events.event("warning", "admin_state_unreadable", error=self.state.error)
+        # Workers share the provision instance label: only the leader sweeps leftovers.
+        await sweep_leftovers(self.config, self.events)
         try:
             self.worker_config = self._prepare(self.config)
             self.generation = 1
@@ -432,6 +435,7 @@ class Leader:
         halting = self.spawn(lambda: self._halt(list(self.workers.values()), signum, timeout))
         self.sockets.close()  # as nginx: new connections are refused from now on
         await halting
+        await sweep_leftovers(self.config, self.events)  # what crashed workers left behind
         if self.admin is not None:
             await self.admin.close()
         await self.plane.stop()

@@ -32,15 +32,19 @@ from pointsman.config import (
     load,
     parse_listen,
 )
+from pointsman.control import provision_metrics
 from pointsman.control.admin import Admin
 from pointsman.control.admin_routes import install_health, install_metrics, install_routes
 from pointsman.control.counters import CountingSink
 from pointsman.control.logs import JsonLog
+from pointsman.control.provision_admin import install_provision
 from pointsman.control.route_plane import RoutePlane
 from pointsman.routing.loader import RouteLoadError
 from pointsman.serve import gateway_server, http1, tcp
 from pointsman.serve.context import Running, ServeContext
 from pointsman.serve.poller import Poller
+from pointsman.serve.provision import ProvisionPool
+from pointsman.serve.provision import build_pools as build_provision_pools
 from pointsman.upstream.pool import Pool
 
 __all__ = ["SHARED_SOCKETS", "STARTERS", "Runtime", "run"]
@@ -101,9 +105,11 @@ class Runtime:
         self.routes = RoutePlane(config, self.events)
         self.admin: Admin | None = None
         self.stopping = False
-        # A worker leaves the admin API to its leader.
+        # A worker leaves the admin API, and sweeping provisioned leftovers, to its leader.
         self.serve_admin = True
+        self.sweeps = True
         self.poller: Poller | None = None
+        self.provision: dict[str, ProvisionPool] = {}
 
     def _context(self, config: Config) -> ServeContext:
         inherited, self.inherited = self.inherited, {}  # sockets a leader bound: used once
@@ -112,6 +118,7 @@ class Runtime:
             self.poller = Poller(loop)
         return ServeContext(loop=loop, poller=self.poller, access=self.counts,
                             events=self.events, pools=build_pools(config),
+                            provision=dict(self.provision),
                             routes=self.routes.holder,
                             config_dir=Path(config.source).parent if config.source else Path(),
                             inherited=inherited)
@@ -128,6 +135,10 @@ class Runtime:
         admin = Admin(token, self.events)
         install_health(admin, lambda: not self.stopping)
         install_metrics(admin)
+        async def describe() -> dict[str, Any]:
+            return self.describe_provision()
+
+        install_provision(admin, describe)
         if self.routes.driver is not None:
             install_routes(admin, self.routes.driver)
         await admin.start(*parse_listen(config.admin.listen))
@@ -147,8 +158,39 @@ class Runtime:
             raise
         return started
 
+    async def _open_provision(self, config: Config,
+                              first: bool) -> list[ProvisionPool]:
+        """Open the config's provision pools; keep running ones whose config is unchanged.
+
+        Returns the pools the new config no longer uses, to close once the old
+        listeners have drained.
+        """
+        wanted = build_provision_pools(config, self.events)
+        current, retired = dict(self.provision), []
+        opened: list[ProvisionPool] = []
+        try:
+            for name, pool in wanted.items():
+                old = current.get(name)
+                if old is not None and old.config == pool.config \
+                        and old.instance == pool.instance:
+                    continue
+                await pool.open(sweep=first and self.sweeps)
+                opened.append(pool)
+                if old is not None:
+                    retired.append(old)
+                current[name] = pool
+        except BaseException:
+            for pool in opened:
+                await pool.close(sweep=False)
+            raise
+        retired.extend(pool for name, pool in current.items() if name not in wanted)
+        self.provision = {name: pool for name, pool in current.items() if name in wanted}
+        return retired
+
     async def start(self, announce: bool = True) -> None:
         """Start every listener; ``announce`` the ``ready`` event (a worker's leader does)."""
+        provision_metrics.register_default(lambda: list(self.provision.values()))
+        await self._open_provision(self.config, first=True)
         await self.routes.start()
         if self.serve_admin:
             self.admin = await self._start_admin(self.config)
@@ -204,10 +246,16 @@ class Runtime:
         if self.config_path is None:
             self.events.event("warning", "reload_ignored", reason="no config file")
             return False
+        previous = dict(self.provision)
         try:
             config = load(self.config_path)
+            retired = await self._open_provision(config, first=False)
             new = await self._start_all(config)
         except (ConfigError, RouteLoadError, OSError) as exc:
+            for name, pool in self.provision.items():  # undo: the old pools stay in charge
+                if previous.get(name) is not pool:
+                    await pool.close(sweep=False)
+            self.provision = previous
             self.events.event("error", "reload_refused", errors=str(exc).splitlines())
             return False
         old, self.listeners, self.config = self.listeners, new, config
@@ -218,7 +266,17 @@ class Runtime:
             running.stop_accepting()
         self.events.event("info", "reloaded", listeners=self.describe())
         await asyncio.gather(*(running.drain(self.drain_timeout) for running in old))
+        await asyncio.gather(*(pool.close(sweep=False) for pool in retired))
         return True
+
+    def describe_provision(self) -> dict[str, Any]:
+        """Every provision pool's state, for the admin API."""
+        return {name: pool.describe() for name, pool in self.provision.items()}
+
+    async def close_provision(self) -> None:
+        """Stop every provisioned backend and sweep the labels (at stop, or a failed start)."""
+        pools, self.provision = list(self.provision.values()), {}
+        await asyncio.gather(*(pool.close(sweep=self.sweeps) for pool in pools))
 
     async def stop(self, graceful: bool) -> None:
         if self.stopping:
@@ -232,6 +290,7 @@ class Runtime:
             running.stop_accepting()
         timeout = self.drain_timeout if graceful else 0.0
         await asyncio.gather(*(running.drain(timeout) for running in self.listeners))
+        await self.close_provision()
         if self.admin is not None:
             await self.admin.close()
         await self.routes.stop()
@@ -244,12 +303,15 @@ class Runtime:
 
 async def _serve(config: Config, config_path: str | None) -> None:
     runtime = Runtime(config, config_path)
+    # Handlers go in before "ready" is announced: a supervisor may signal at once,
+    # and a TERM in between would kill the process without cleaning up.
+    runtime.install_signal_handlers()
     try:
         await runtime.start()
     except (RouteLoadError, OSError) as exc:
         runtime.events.event("error", "start_failed", error=str(exc))
+        await runtime.close_provision()
         raise SystemExit(1) from exc
-    runtime.install_signal_handlers()
     await runtime.stopped.wait()
 
 

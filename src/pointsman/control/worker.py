@@ -41,7 +41,7 @@ __all__ = ["LEADER_SIGNALS", "STATS_INTERVAL", "WorkerSpec", "run_worker"]
 LEADER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
                             signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
 STATS_INTERVAL = 1.0
-BUILT_IN_PROBES = (probes.gateway,)  # registered in WORKER_CALLS on import
+BUILT_IN_PROBES = (probes.gateway, probes.provision)  # registered in WORKER_CALLS on import
 EXIT_START_FAILED = 1
 EXIT_CRASHED = 70
 PROCESS_NAME = b"pointsman-wrk"
@@ -133,6 +133,7 @@ async def _serve(spec: WorkerSpec) -> int:
                       spec.inherited)
     runtime.role, runtime.role_level = "worker_", "debug"
     runtime.serve_admin = False
+    runtime.sweeps = False
     ops = WorkerOps(runtime)
     ops.drained = set(spec.drained)
 

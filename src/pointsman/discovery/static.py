@@ -10,7 +10,7 @@ being pruned or removed by the admin API. Turning them into
 
 from __future__ import annotations
 
-from pointsman.config import Config, HttpListener, parse_listen
+from pointsman.config import Config, HttpListener, Upstream, parse_listen
 from pointsman.wire.gorouter import LOAD_BALANCING, Options, RegistryMessage
 
 __all__ = ["static_messages"]
@@ -35,7 +35,9 @@ def static_messages(config: Config) -> list[RegistryMessage]:
         for http_route in listener.routes:
             if http_route.upstream is not None:
                 upstream = config.upstreams.get(http_route.upstream)
-                endpoints = upstream.endpoints if upstream is not None else []
+                # a provision upstream has no endpoints to register: the HTTP
+                # listener leases a fresh backend per request for those routes
+                endpoints = upstream.endpoints if isinstance(upstream, Upstream) else []
             else:
                 endpoints = http_route.endpoints
             balance = _GOROUTER_BALANCE.get(http_route.balance, "round-robin")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pointsman.routing.table import TableHolder
 from pointsman.serve.poller import Poller
+from pointsman.serve.provision import ProvisionPool
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
@@ -61,6 +62,7 @@ class ServeContext:
     events: EventSink
     config_dir: Path = field(default_factory=Path)
     pools: dict[str, Pool] = field(default_factory=dict)
+    provision: dict[str, ProvisionPool] = field(default_factory=dict)
     routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
     extras: dict[str, Any] = field(default_factory=dict)

@@ -76,6 +76,13 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
         if route.root is not None:
             pools.append(RoutePool(key, (), static_root=str(ctx.config_dir / route.root)))
             continue
+        if route.upstream is not None and route.upstream in ctx.provision:
+            # A fresh backend per request (Exchange._lease_then_connect); the table
+            # only matches routes with endpoints, so this one names its upstream.
+            placeholder = Endpoint("provision", 0, app=route.host,
+                                   instance_id=f"provision:{route.upstream}")
+            pools.append(RoutePool(key, (placeholder,), route.balance))
+            continue
         if route.upstream is not None:
             addresses = [parse_listen(e) for e in _upstream_endpoints(ctx, route.upstream)]
         else:
@@ -116,6 +123,9 @@ class HttpServer:
         self.sites: dict[str, StaticFiles] = {}
         self.live = EndpointStates(max_connections=config.limits.upstream_max_connections)
         self.chooser = Chooser(self.live)
+        self.provision_routes = {route_key(route.host + route.path): ctx.provision[route.upstream]
+                                 for route in config.routes
+                                 if route.upstream is not None and route.upstream in ctx.provision}
         self.pool = ConnectionPool(ctx.loop, config.limits.upstream_pool_size,
                                    config.limits.connect_timeout)
         self.stats = HttpStats(config.name)

@@ -14,6 +14,7 @@ idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -22,7 +23,9 @@ from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState
+from pointsman.serve.http_provision import lease_then_connect
 from pointsman.serve.http_upstream import UpstreamConnection
+from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
 from pointsman.wire.forward import (
     StickyRequest,
@@ -79,6 +82,8 @@ class Exchange:
         "head",
         "head_bytes",
         "head_out",
+        "lease",
+        "lease_task",
         "oversize",
         "pool",
         "replay",
@@ -127,6 +132,8 @@ class Exchange:
         self.sticky: StickyRequest | None = None
         self.tried: frozenset[EndpointState] = frozenset()
         self.attempts = 0
+        self.lease: Lease | None = None
+        self.lease_task: asyncio.Task[None] | None = None
 
     # -- routing ------------------------------------------------------------------------
 
@@ -152,6 +159,10 @@ class Exchange:
         self.pool = pool
         if pool.static_root:
             self._serve_static(pool)
+            return
+        provision = server.provision_routes.get(pool.key)
+        if provision is not None:
+            self.lease_task = server.loop.create_task(lease_then_connect(self, provision))
             return
         self.route = server.chooser.route(pool)
         pinned = None
@@ -395,7 +406,8 @@ class Exchange:
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if self.upstream_keep and self.request_complete and not upstream.closed:
+            if self.upstream_keep and self.request_complete and not upstream.closed \
+                    and self.lease is None:
                 client.server.pool.release(upstream)
             else:
                 upstream.close()
@@ -477,7 +489,7 @@ class Exchange:
         if self.state is not None:
             server.live.failed(self.state, time.monotonic())
         self._release_state()
-        if self.attempts <= MAX_RETRIES and self._retryable():
+        if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()
             self._pick()
             return
@@ -565,6 +577,9 @@ class Exchange:
     def abandon(self, reason: str) -> None:
         """The client is gone or broke the protocol: drop the upstream without reuse."""
         self._drop_upstream(abort=True)
+        if self.lease_task is not None:
+            self.lease_task.cancel()
+            self.lease_task = None
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -586,6 +601,9 @@ class Exchange:
 
     def _finish(self) -> None:
         self._release_state()
+        lease = self.lease
+        if lease is not None:  # the request (or WebSocket) is over: so is its backend
+            lease.release()
         server = self.client.server
         duration = time.monotonic() - self.start
         route = self.pool.key if self.pool is not None else ""
@@ -593,7 +611,7 @@ class Exchange:
         access = server.ctx.access
         if access.enabled:
             head = self.head
-            access.write({
+            record = {
                 "ts": round(time.time(), 6),
                 "kind": "http",
                 "listener": server.name,
@@ -607,7 +625,14 @@ class Exchange:
                 "request_id": self.request_id.decode("latin-1"),
                 "bytes_in": self.body_bytes,
                 "duration_ms": round(duration * 1000, 3),
-            })
+            }
+            if lease is not None:
+                record["backend_id"] = lease.backend_id
+            access.write(record)
+
+    # for serve.http_provision, which leases a backend before connecting
+    connected = _connected
+    finish = _finish
 
 
 def _context_path(pool: RoutePool | None) -> bytes:

@@ -37,10 +37,12 @@ from pointsman.routing.content import (
 )
 from pointsman.routing.loader import RouteModule, load_route_module
 from pointsman.serve.context import ServeContext
+from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.relay import PipePool, Relay
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.balancers import EndpointState
 from pointsman.upstream.pool import Pool
+from pointsman.upstream.provision import PoolExhausted
 from pointsman.wire import proxy_protocol
 
 __all__ = ["TcpServer", "open_listening_sockets", "start"]
@@ -72,7 +74,7 @@ class TcpServer:
         self.poller = ctx.poller
         self.route: RouteFunction | None = module.route if module else None
         self.on_connect = module.on_connect if module else None
-        self.pool: Pool | None = ctx.pools[config.upstream] if config.upstream else None
+        self.pool: Pool | None = ctx.pools.get(config.upstream) if config.upstream else None
         self.sockets = sockets
         self.sessions: set[Session] = set()
         self.pipes = PipePool()
@@ -154,8 +156,8 @@ class Session:
     """
 
     __slots__ = ("_awaiting_header", "_decision_timer", "_reading", "attempts", "backend",
-                 "buffer", "client", "conn", "connect_timer", "endpoint", "fd", "loop", "poller",
-                 "relay", "remote", "route", "server", "started", "task", "tried")
+                 "buffer", "client", "conn", "connect_timer", "endpoint", "fd", "lease", "loop",
+                 "poller", "relay", "remote", "route", "server", "started", "task", "tried")
 
     def __init__(self, server: TcpServer, sock: socket.socket, address: Any) -> None:
         # Per-server state
@@ -184,6 +186,7 @@ class Session:
         self.attempts = 0
         self.tried: frozenset[EndpointState] = frozenset()
         self.relay: Relay | None = None
+        self.lease: Lease | None = None
 
     # -- before the decision -------------------------------------------------
 
@@ -345,6 +348,10 @@ class Session:
         self.attempts += 1
         self.remote = remote
         if remote.upstream is not None:
+            provision = self.server.ctx.provision.get(remote.upstream)
+            if provision is not None:
+                self.task = self.loop.create_task(self._lease_then_connect(provision))
+                return
             pool = self.server.ctx.pools.get(remote.upstream)
             if pool is None:
                 self._route_failed(BadDecision(f"no upstream named {remote.upstream!r}"))
@@ -363,6 +370,22 @@ class Session:
             self._connect_address(host, port)
         else:
             self.task = self.loop.create_task(self._resolve_then_connect(host, port))
+
+    async def _lease_then_connect(self, provision: ProvisionPool) -> None:
+        """A backend of this connection's own (``kind = "provision"``), then connect to it."""
+        try:
+            lease = await provision.acquire()
+        except PoolExhausted as exc:
+            self.task = None
+            self.close(f"pool_exhausted:{exc.reason}")
+            return
+        self.task = None
+        if self.client.fileno() == -1:
+            lease.release()
+            return
+        self.lease = lease
+        lease.on_revoke = self.close
+        self._connect_address(lease.host, lease.port)
 
     async def _resolve_then_connect(self, host: str, port: int) -> None:
         try:
@@ -419,6 +442,9 @@ class Session:
 
     def _connect_failed(self, exc: BaseException) -> None:
         self._drop_backend()
+        if self.lease is not None:  # a fresh backend that will not take a connection
+            self.close("connect_timeout" if isinstance(exc, TimeoutError) else "connect_failed")
+            return
         pool_name = self.remote.upstream if self.remote else None
         if self.endpoint is not None and pool_name is not None:
             pool = self.server.ctx.pools[pool_name]
@@ -457,6 +483,9 @@ class Session:
                            to_backend=to_backend, idle_timeout=idle,
                            on_done=self._relay_done)
         self.buffer = bytearray()
+        if self.lease is not None:
+            relay = self.relay
+            self.lease.activity = lambda: relay.bytes_up + relay.bytes_down
         self.relay.start()
 
     def _relay_done(self, reason: str) -> None:
@@ -488,14 +517,19 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         self.server.forget(self)
+        lease = self.lease
+        if lease is not None:
+            lease.release()
         access = self.server.ctx.access
         if not access.enabled:
             return
         relay = self.relay
         backend = None
-        if self.remote is not None:
+        if lease is not None:
+            backend = f"{lease.host}:{lease.port}"
+        elif self.remote is not None:
             backend = self.endpoint.address if self.endpoint is not None else str(self.remote)
-        access.write({
+        record = {
             "ts": round(time.time(), 6),
             "kind": "tcp",
             "listener": self.server.name,
@@ -505,7 +539,11 @@ class Session:
             "bytes_out": relay.bytes_down if relay else 0,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
             "reason": reason,
-        })
+        }
+        if lease is not None:
+            record["backend_id"] = lease.backend_id
+            record["lease_wait_ms"] = round(lease.waited * 1000, 3)
+        access.write(record)
 
 
 def _is_ip(host: str) -> bool:

@@ -1,0 +1,290 @@
+"""Per-connection containers for real, through podman's Docker-compatible API.
+
+``scripts/podman-service`` installs what is missing, builds the local busybox
+test image and starts ``podman system service`` on a socket in a temp dir. The
+echo app inside the containers is ``examples/per-connection/wsecho.py``, run by
+this machine's Python mounted read-only; it greets with its hostname, which is
+the container's short id, so each test can tell exactly which container served it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import pytest
+from aiodocker.exceptions import DockerError
+from provision_support import (
+    ROOT,
+    PrintEvents,
+    greeting,
+    provision_config,
+    unique_instance,
+)
+
+from harness import Pointsman
+from pointsman.serve.provision import ProvisionPool
+from pointsman.upstream.provision import Phase, PoolExhausted
+
+IMAGE = "localhost/pointsman-test-echo:latest"
+SERVICE_SCRIPT = ROOT / "scripts" / "podman-service"
+PYTHON_REAL = os.path.realpath(sys.executable)
+
+
+@pytest.fixture(scope="session")
+def podman_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A podman API socket for this session; podman must work here, so no skipping."""
+    workdir = tmp_path_factory.mktemp("podman")
+    result = subprocess.run([str(SERVICE_SCRIPT), str(workdir)], capture_output=True,
+                            text=True, timeout=600, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        pytest.fail("podman is not usable here, so the docker provider cannot be tested:\n"
+                    f"{SERVICE_SCRIPT} exited {result.returncode}\n{result.stderr[-3000:]}")
+    yield result.stdout.strip().splitlines()[-1]
+    subprocess.run([str(SERVICE_SCRIPT), "--stop", str(workdir)], timeout=60, check=False)
+
+
+@pytest.fixture
+async def engine(podman_socket: str) -> AsyncIterator[aiodocker.Docker]:
+    docker = aiodocker.Docker(url=f"unix://{podman_socket}")
+    yield docker
+    await docker.close()
+
+
+def docker_provider(socket_path: str, **extra: Any) -> dict[str, Any]:
+    mounts = sorted({"/usr:/usr:ro", f"{sys.base_prefix}:{sys.base_prefix}:ro"})
+    provider: dict[str, Any] = {
+        "kind": "docker", "url": f"unix://{socket_path}", "image": IMAGE, "port": 9000,
+        "command": [PYTHON_REAL, "-S", "-I", "/app/wsecho.py", "9000"],
+        "mounts": mounts, "pull": "never", "memory": "128m", "cpus": 0.5, "pids_limit": 64,
+        "labels": {"app": "wsecho"},
+    }
+    provider.update(extra)
+    return provider
+
+
+async def labelled(engine: aiodocker.Docker, instance: str) -> list[str]:
+    """Our containers; podman may fail a listing that races a removal (500), so retry."""
+    filters = {"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]}
+    for attempt in range(5):
+        try:
+            found = await engine.containers.list(all=True, filters=filters)
+            return sorted(str(container.id) for container in found)
+        except DockerError as exc:
+            if exc.status != 500 or attempt == 4:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+async def exists(engine: aiodocker.Docker, ref: str) -> bool:
+    try:
+        await engine.containers.container(ref).show()
+    except DockerError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def ready(count: int):  # type: ignore[no-untyped-def]
+    return lambda pool: pool.count(Phase.READY) >= count
+
+
+async def test_two_clients_two_containers_third_takes_the_warm_one(
+        podman_socket: str, engine: aiodocker.Docker) -> None:
+    instance = unique_instance()
+    pool = ProvisionPool("ws", provision_config(docker_provider(podman_socket), warm=1),
+                         instance=instance, events=PrintEvents())
+    await pool.open()
+    try:
+        await pool.wait_until(ready(1), 10)
+        first, second = await asyncio.gather(pool.acquire(), pool.acquire())
+        assert first.ref != second.ref
+        hellos = await asyncio.gather(greeting(first.host, first.port),
+                                      greeting(second.host, second.port))
+        assert hellos == [f"hello from {first.ref[:12]}", f"hello from {second.ref[:12]}"]
+
+        await pool.wait_until(ready(1), 10)
+        began = time.monotonic()
+        third = await pool.acquire(timeout=0)  # the pre-warmed one, at once
+        assert time.monotonic() - began < 0.05
+        assert third.ref not in (first.ref, second.ref)
+        assert pool.count(Phase.STARTING) + pool.count(Phase.READY) == 1  # and a new one warms
+        assert await greeting(third.host, third.port) == f"hello from {third.ref[:12]}"
+
+        info = await engine.containers.container(third.ref).show()
+        labels, host = info["Config"]["Labels"], info["HostConfig"]
+        assert labels["pointsman.managed"] == "1" and labels["pointsman.instance"] == instance
+        assert labels["pointsman.backend"] == third.backend_id and labels["app"] == "wsecho"
+        assert host["Memory"] == 128 << 20 and host["NanoCpus"] == 500_000_000
+        assert host["PidsLimit"] == 64
+        assert info["Name"].lstrip("/") == third.backend_id
+
+        for lease in (first, second, third):  # closing a connection removes its container
+            lease.release()
+        await pool.wait_until(lambda p: p.count(Phase.BUSY) + p.count(Phase.STOPPING) == 0, 10)
+        for lease in (first, second, third):
+            assert not await exists(engine, lease.ref)
+    finally:
+        await pool.close()
+    assert await labelled(engine, instance) == []
+
+
+async def test_exhausted_pool_queues_then_refuses(podman_socket: str,
+                                                  engine: aiodocker.Docker) -> None:
+    instance = unique_instance()
+    config = provision_config(docker_provider(podman_socket), warm=0, max_live=1,
+                              queue_timeout=0.3)
+    pool = ProvisionPool("one", config, instance=instance)
+    await pool.open()
+    try:
+        lease = await pool.acquire(timeout=10)
+        began = time.monotonic()
+        with pytest.raises(PoolExhausted) as caught:
+            await pool.acquire()
+        assert 0.25 <= time.monotonic() - began < 1.5
+        assert caught.value.close_code == 1013 and caught.value.status_hint == 503
+        waiting = asyncio.ensure_future(pool.acquire(timeout=10))
+        await asyncio.sleep(0.05)
+        lease.release()
+        nxt = await waiting
+        assert nxt.ref != lease.ref
+        nxt.release()
+    finally:
+        await pool.close()
+    assert await labelled(engine, instance) == []
+
+
+async def test_a_container_that_never_becomes_ready_is_removed_and_replaced(
+        podman_socket: str, engine: aiodocker.Docker, tmp_path: Path) -> None:
+    instance = unique_instance()
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    command = ["sh", "-c", "if [ ! -e /flags/once ]; then touch /flags/once; exec sleep 30; fi; "
+               f"exec {PYTHON_REAL} -S -I /app/wsecho.py 9000"]
+    provider = docker_provider(podman_socket, command=command)
+    provider["mounts"] = [*provider["mounts"], f"{flags}:/flags"]
+    # the IP-address mode: connect to the container's own address, nothing published
+    provider["address"] = "container"
+    pool = ProvisionPool("flaky", provision_config(provider, warm=1, start_timeout=2.0),
+                         instance=instance, events=PrintEvents())
+    await pool.open()
+    try:
+        await pool.wait_until(ready(1), 20)
+        failures = pool.machine.counters.failures
+        # the silent one fails its probe; a start slowed by the engine's own removal
+        # work may also time out before its container runs: both are replaced
+        assert sum(failures.values()) >= 1
+        assert set(failures) <= {"probe_timeout", "start_timeout"}
+        lease = await pool.acquire(timeout=0)
+        assert not lease.host.startswith("127.")
+        assert await greeting(lease.host, lease.port) == f"hello from {lease.ref[:12]}"
+        # the one that never answered is gone (a refill may be starting behind the lease)
+        assert not await exists(engine, f"{pool.machine.id_prefix}-1")
+        assert lease.ref in await labelled(engine, instance)
+        lease.release()
+    finally:
+        await pool.close()
+    assert await labelled(engine, instance) == []
+
+
+def listener_config(socket_path: str, instance: str, **pool: Any) -> str:
+    """A ``pointsman serve`` config: a TCP listener whose upstream provisions containers."""
+    settings = {"kind": "provision", "instance": instance, "warm": 1, "max_live": 4,
+                "start_timeout": 10.0, "backoff_initial": 0.05, **pool,
+                "provider": docker_provider(socket_path),
+                "probe": {"kind": "http", "path": "/health", "interval": 0.02}}
+    return ('[[listeners]]\nprotocol = "tcp"\nname = "ws"\nlisten = "127.0.0.1:0"\n'
+            f'upstream = "terminal"\n\n[upstreams]\nterminal = {_toml_inline(settings)}\n')
+
+
+def _toml_inline(value: Any) -> str:
+    """TOML for plain data: JSON strings and numbers are valid TOML values."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml_inline(v)}' for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+async def test_websockets_through_the_listener_get_their_own_containers(
+        podman_socket: str, engine: aiodocker.Docker,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    proxy = pointsman("serve", "-c", str(write_config(listener_config(podman_socket, instance))))
+    host, port = proxy.address("ws")
+    hellos = await asyncio.gather(greeting(host, port), greeting(host, port))
+    assert hellos[0] != hellos[1]
+    records = proxy.wait_access(2)
+    names = {record["backend_id"] for record in records}
+    assert len(names) == 2 and all(record["reason"] == "done" for record in records)
+    # each connection's container is removed once it ended; only the warm one is left
+    deadline = time.monotonic() + 10
+    while len(await labelled(engine, instance)) != 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    remaining = await labelled(engine, instance)
+    assert len(remaining) == 1
+    for name in names:
+        assert not await exists(engine, name)
+    assert proxy.stop(signal.SIGTERM) == 0
+    assert await labelled(engine, instance) == []
+
+
+async def test_after_sigkill_the_next_start_cleans_only_its_own(
+        podman_socket: str, engine: aiodocker.Docker,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance("crash")
+    bystander_config = {"Image": IMAGE, "Cmd": ["sleep", "60"]}
+    unlabelled = await engine.containers.create(bystander_config,
+                                                name=f"bystander-{instance}")
+    foreign = await engine.containers.create(
+        {**bystander_config, "Labels": {"pointsman.managed": "1",
+                                        "pointsman.instance": f"{instance}-other",
+                                        "pointsman.upstream": "terminal"}},
+        name=f"foreign-{instance}")
+    await unlabelled.start()
+    await foreign.start()
+    path = write_config(listener_config(podman_socket, instance, warm=1))
+    held: socket.socket | None = None
+    try:
+        proxy = pointsman("serve", "-c", str(path))
+        held = socket.create_connection(proxy.address("ws"))  # one leased, one warm
+        deadline = time.monotonic() + 15
+        while len(await labelled(engine, instance)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        survivors = await labelled(engine, instance)
+        assert len(survivors) == 2
+        proxy.stop(signal.SIGKILL)
+        assert await labelled(engine, instance) == survivors  # a crash leaves them running
+
+        # the same instance starts again (without a warm pool, to keep this quick)
+        again_path = write_config(listener_config(podman_socket, instance, warm=0), "again.toml")
+        again = pointsman("serve", "-c", str(again_path))
+        again.wait_event("provision.leftovers_removed",
+                         predicate=lambda event: event["count"] == 2)
+        assert await labelled(engine, instance) == []
+        code = again.stop(signal.SIGTERM)
+        assert code == 0, again.events
+        assert await labelled(engine, instance) == []
+        assert await exists(engine, str(unlabelled.id))
+        assert await exists(engine, str(foreign.id))
+    finally:
+        if held is not None:
+            held.close()
+        for container in (unlabelled, foreign):
+            await container.delete(force=True)
+        for ref in await labelled(engine, instance):  # never leave our own mess behind
+            await engine.containers.container(ref).delete(force=True)
