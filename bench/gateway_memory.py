@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peers import REPO
+from bench.peers import REPO, serve_pointsman
 from bench.procs import ProcessSet, free_port
 
 TARGET_KIB = 40.0
@@ -65,8 +65,7 @@ def measure(connections: int, encoding: str) -> dict[str, Any]:
         nats_url = f"nats://127.0.0.1:{nats_port}"
         nats = procs.start("nats", ["nats-server", "-a", "127.0.0.1", "-p", str(nats_port)])
         nats.wait_listening(nats_port)
-        toml = Path(tmp) / "gw.toml"
-        toml.write_text(f"""
+        gateway = serve_pointsman(procs, "gateway", f"""
 [logging]
 access = "off"
 [[listeners]]
@@ -79,8 +78,6 @@ nats_url = "{nats_url}"
 max_connections = {connections + 10}
 """)
         env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PYTHONUNBUFFERED": "1"}
-        gateway = procs.start("gateway", [sys.executable, "-m", "pointsman", "serve", "-c",
-                                          str(toml)], env=env)
         gateway.wait_listening(gw_port)
         procs.start("service", [sys.executable, "-m", "bench.ws_backends", "service",
                                 "--nats", nats_url, "--encoding", encoding], env=env)

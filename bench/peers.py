@@ -72,6 +72,21 @@ def _which(binary: str) -> str | None:
     return None if shutil.which(binary) else f"{binary} not installed (make peers)"
 
 
+POINTSMAN_ENV = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
+
+
+def start_pointsman(procs: ProcessSet, name: str, *args: str) -> Managed:
+    """``python -m pointsman ARGS`` from this tree's sources."""
+    return procs.start(name, [sys.executable, "-m", "pointsman", *args], env=POINTSMAN_ENV)
+
+
+def serve_pointsman(procs: ProcessSet, name: str, config: str) -> Managed:
+    """``pointsman serve`` on ``config``, written into the run's work dir as NAME.toml."""
+    toml = procs.workdir / f"{name}.toml"
+    toml.write_text(config)
+    return start_pointsman(procs, name, "serve", "-c", str(toml))
+
+
 @dataclass
 class PointsmanTcp(Peer):
     """pointsman's content-aware TCP proxy, routed by a Python route function.
@@ -92,19 +107,13 @@ class PointsmanTcp(Peer):
         return None
 
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        workdir = procs.workdir
-        if self.mode == "router":
-            router = workdir / f"{self.name}_router.py"
-            router.write_text(peerconf.pointsman_router(target))
-            args = ["tcp", "-c", str(router), "-h", listen.host, "-p", str(listen.port)]
-        else:
-            toml = workdir / f"{self.name}.toml"
-            toml.write_text(
-                peerconf.pointsman_tcp_toml("bench", listen, target, access_log=self.access_log)
-            )
-            args = ["serve", "-c", str(toml)]
-        env = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
-        return procs.start(self.name, [sys.executable, "-m", "pointsman", *args], env=env)
+        if self.mode != "router":
+            return serve_pointsman(procs, self.name, peerconf.pointsman_tcp_toml(
+                "bench", listen, target, access_log=self.access_log))
+        router = procs.workdir / f"{self.name}_router.py"
+        router.write_text(peerconf.pointsman_router(target))
+        return start_pointsman(procs, self.name, "tcp", "-c", str(router), "-h", listen.host,
+                               "-p", str(listen.port))
 
 
 class HaproxyTcp(Peer):

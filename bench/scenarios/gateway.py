@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
-from bench.peers import REPO, Direct, Peer, start_nginx
+from bench.peers import REPO, Direct, Peer, serve_pointsman, start_nginx
 from bench.procs import Managed, ProcessSet, free_port
 from bench.scenario import Scenario
 from bench.wsload import run_wsload
@@ -59,8 +59,7 @@ class PointsmanGateway(Peer):
         procs.start(f"{self.name}-echo-service",
                     [sys.executable, "-m", "bench.ws_backends", "service", "--nats", nats_url,
                      "--encoding", self.encoding], env=_env())
-        toml = procs.workdir / f"{self.name}-gateway.toml"
-        toml.write_text(f"""[logging]
+        return serve_pointsman(procs, self.name, f"""[logging]
 access = "off"
 
 [[listeners]]
@@ -70,8 +69,6 @@ listen = "{listen}"
 encoding = "{self.encoding}"
 nats_url = "{nats_url}"
 """)
-        return procs.start(self.name, [sys.executable, "-m", "pointsman", "serve", "-c",
-                                       str(toml)], env=_env())
 
 
 class NginxWebSocket(Peer):

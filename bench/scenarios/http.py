@@ -21,7 +21,7 @@ from typing import Any
 from bench import backends, loadgen
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
-from bench.peers import REPO, Direct, HaproxyHttp, NginxHttp, Peer
+from bench.peers import REPO, Direct, HaproxyHttp, NginxHttp, Peer, serve_pointsman
 from bench.procs import Managed, ProcessSet
 from bench.scenario import Scenario
 
@@ -71,11 +71,7 @@ class PointsmanHttp(Peer):
         return None
 
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        toml = procs.workdir / f"{self.name}.toml"
-        toml.write_text(pointsman_http_toml("bench", listen, target))
-        env = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
-        return procs.start(self.name, [sys.executable, "-m", "pointsman", "serve", "-c",
-                                       str(toml)], env=env)
+        return serve_pointsman(procs, self.name, pointsman_http_toml("bench", listen, target))
 
 
 @dataclass

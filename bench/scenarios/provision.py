@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
-from bench.peers import REPO, Peer
+from bench.peers import REPO, Peer, serve_pointsman
 from bench.procs import Managed, ProcessSet, StartError
 from bench.scenario import Plan, Scenario
 
@@ -136,13 +136,10 @@ class PointsmanProvision(Peer):
         return self.scenario.missing()
 
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        toml = procs.workdir / f"{self.name}.toml"
         provider = provider_toml(self.scenario.provider, self.scenario.socket_path)
-        toml.write_text(pointsman_provision_toml(self.name, listen, self.warm, provider))
         self.scenario.names[str(listen)] = self.name
-        env = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
-        return procs.start(self.name, [sys.executable, "-m", "pointsman", "serve", "-c",
-                                       str(toml)], env=env)
+        return serve_pointsman(procs, self.name,
+                               pointsman_provision_toml(self.name, listen, self.warm, provider))
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import Any
 from bench.loadgen import LoadError
 from bench.model import LoadResult, Units
 from bench.peerconf import Addr
-from bench.peers import REPO, Peer
+from bench.peers import REPO, Peer, serve_pointsman
 from bench.procs import Managed, ProcessSet, free_port
 from bench.scenario import Plan, Scenario
 
@@ -73,11 +73,7 @@ class PointsmanRegistry(Peer):
         return None
 
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        toml = procs.workdir / f"{self.name}-registry.toml"
-        toml.write_text(pointsman_registry_toml(listen, target))
-        env = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
-        return procs.start(self.name, [sys.executable, "-m", "pointsman", "serve", "-c",
-                                       str(toml)], env=env)
+        return serve_pointsman(procs, self.name, pointsman_registry_toml(listen, target))
 
 
 def _metric(admin: Addr, name: str) -> float:

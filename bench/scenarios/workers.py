@@ -11,7 +11,6 @@ cores with the proxy, so neither reaches 100 %.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,12 @@ from bench import backends, loadgen, peerconf
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
 from bench.peers import (
-    REPO,
     Direct,
     NginxStream,
     Peer,
     PointsmanTcp,
     nginx_stream_module,
+    serve_pointsman,
     start_nginx,
 )
 from bench.procs import Managed, ProcessSet
@@ -40,12 +39,9 @@ class PointsmanWorkers(PointsmanTcp):
     workers: int = 1
 
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        toml = procs.workdir / f"{self.name}.toml"
-        toml.write_text(f"[process]\nworkers = {self.workers}\n\n"
-                        + peerconf.pointsman_tcp_toml("bench", listen, target, access_log=False))
-        env = {"PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
-        return procs.start(self.name, [sys.executable, "-m", "pointsman", "serve", "-c",
-                                       str(toml)], env=env)
+        return serve_pointsman(procs, self.name, f"[process]\nworkers = {self.workers}\n\n"
+                               + peerconf.pointsman_tcp_toml("bench", listen, target,
+                                                             access_log=False))
 
 
 class NginxWorkers(NginxStream):
