@@ -16,6 +16,7 @@ Nothing here does I/O; it is the pure half of ``serve.tcp``.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -131,6 +132,12 @@ def parse_remote(value: Any) -> Remote:
         value = value.decode("ascii", "replace")
     if not isinstance(value, str) or not value:
         raise BadDecision(f"expected 'host:port', got {value!r}")
+    return _parse_remote_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_remote_text(value: str) -> Remote:
+    """Route functions answer the same few addresses again and again: parse each once."""
     if value.startswith("@"):
         if len(value) == 1:
             raise BadDecision("expected an upstream name after '@'")

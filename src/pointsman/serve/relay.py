@@ -253,9 +253,13 @@ class Half:
         if self.done:
             return
         self.done = True
-        with contextlib.suppress(OSError):
-            self.dst.shutdown(socket.SHUT_WR)
-        self.relay.half_done()
+        relay = self.relay
+        if not (relay.down if self is relay.up else relay.up).done:
+            # The other direction still flows: a half-close. Otherwise the relay
+            # closes both sockets next, and close() sends the FIN itself.
+            with contextlib.suppress(OSError):
+                self.dst.shutdown(socket.SHUT_WR)
+        relay.half_done()
 
     def release(self) -> None:
         if self.pipe is not None:

@@ -195,7 +195,7 @@ class Session:
             # The balancer in front names the real client before anything else.
             self._awaiting_header = True
             self._arm_decision_timer()
-            self._read()
+            self._on_readable()
             return
         self._begin()
 
@@ -212,7 +212,7 @@ class Session:
         elif self.server.on_connect is not None:
             self._ask(self.server.on_connect, self.conn)
         else:
-            self._read()
+            self._on_readable()
 
     def _arm_decision_timer(self) -> None:
         if self._decision_timer is None:
@@ -247,9 +247,15 @@ class Session:
             self.poller.remove_reader(self.fd)
 
     def _on_readable(self) -> None:
+        """Read what is there; with nothing yet, wait for readiness.
+
+        Also called straight after accept: clients usually speak at once, and
+        reading before registering saves the poller a round for most connections.
+        """
         try:
             chunk = self.client.recv(RECV_CHUNK)
         except BlockingIOError:
+            self._read()
             return
         except OSError:
             self.close("client_error")
