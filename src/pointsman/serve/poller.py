@@ -15,27 +15,47 @@ callbacks taking no arguments, so code can move between the two unchanged.
 from __future__ import annotations
 
 import asyncio
+import select
 import selectors
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 __all__ = ["Poller"]
 
 Callback = Callable[[], object]
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
 
 
 class Poller:
-    """One selector, watched by ``loop``; dispatches to per-descriptor callbacks."""
+    """One epoll (or, off Linux, one selector), watched by ``loop``; dispatches per descriptor.
 
-    __slots__ = ("_loop", "_readers", "_selector", "_writers")
+    epoll is used directly where there is one: this is on the path of every
+    readiness event, and the ``selectors`` wrapper costs a key object per event.
+    An error or hang-up counts as both readable and writable.
+    """
+
+    __slots__ = ("_fd", "_impl", "_loop", "_read", "_readable", "_readers", "_ready", "_writable",
+                 "_write", "_writers")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._selector = selectors.DefaultSelector()
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
-        loop.add_reader(self._selector.fileno(), self._dispatch)
+        if hasattr(select, "epoll"):
+            epoll = select.epoll()
+            self._impl: select.epoll | selectors.BaseSelector = epoll
+            self._read, self._write = select.EPOLLIN, select.EPOLLOUT
+            hangup = select.EPOLLERR | select.EPOLLHUP
+            self._readable, self._writable = select.EPOLLIN | hangup, select.EPOLLOUT | hangup
+            self._ready: Callable[[], Iterable[tuple[int, int]]] = partial(epoll.poll, 0)
+            self._fd = epoll.fileno()
+        else:
+            selector = selectors.DefaultSelector()
+            self._impl = selector
+            self._read = self._readable = selectors.EVENT_READ
+            self._write = self._writable = selectors.EVENT_WRITE
+            self._ready = lambda: [(key.fd, events) for key, events in selector.select(0)]
+            self._fd = selector.fileno()
+        loop.add_reader(self._fd, self._dispatch)
 
     def add_reader(self, fd: int, callback: Callback) -> None:
         had = fd in self._readers or fd in self._writers
@@ -56,30 +76,31 @@ class Poller:
             self._update(fd, True)
 
     def _update(self, fd: int, registered: bool) -> None:
-        events = (_READ if fd in self._readers else 0) | (_WRITE if fd in self._writers else 0)
+        events = (self._read if fd in self._readers else 0) \
+            | (self._write if fd in self._writers else 0)
         if not events:
-            self._selector.unregister(fd)
+            self._impl.unregister(fd)
         elif registered:
-            self._selector.modify(fd, events)
+            self._impl.modify(fd, events)
         else:
-            self._selector.register(fd, events)
+            self._impl.register(fd, events)
 
     def _dispatch(self) -> None:
         readers, writers = self._readers, self._writers
-        for key, events in self._selector.select(0):
-            fd = key.fd
+        read, write = self._readable, self._writable
+        for fd, events in self._ready():
             # A callback may unregister a later descriptor in this batch; look up afresh.
-            if events & _READ:
+            if events & read:
                 callback = readers.get(fd)
                 if callback is not None:
                     callback()
-            if events & _WRITE:
+            if events & write:
                 callback = writers.get(fd)
                 if callback is not None:
                     callback()
 
     def close(self) -> None:
-        self._loop.remove_reader(self._selector.fileno())
-        self._selector.close()
+        self._loop.remove_reader(self._fd)
+        self._impl.close()
         self._readers.clear()
         self._writers.clear()
