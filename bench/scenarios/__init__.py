@@ -9,7 +9,6 @@ from bench.scenario import Scenario
 from bench.scenarios import (
     gateway,
     http,
-    http_keepalive,
     provision,
     registry,
     tcp_bulk,
@@ -21,7 +20,7 @@ __all__ = ["DEFAULT", "SCENARIOS"]
 
 SCENARIOS: dict[str, Scenario] = {
     module.SCENARIO.name: module.SCENARIO
-    for module in (tcp_bulk, tcp_short, http_keepalive, http, registry, workers)
+    for module in (tcp_bulk, tcp_short, http, registry, workers)
 }
 SCENARIOS.update({s.name: s for s in (gateway.GATEWAY_JSON, gateway.GATEWAY_MSGPACK)})
 # per-connection backends: one module, a scenario per provider and kind of run
