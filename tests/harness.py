@@ -288,6 +288,17 @@ class ThreadedServer:
         self.listener.close()
 
 
+def exchange(address: tuple[str, int], payload: bytes, timeout: float = 5.0) -> bytes:
+    """One connection: send, half-close, read to the end."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def echo(sock: socket.socket) -> None:
     """Echo until the client half-closes, then half-close back."""
     while True:

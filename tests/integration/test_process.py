@@ -20,21 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, Pointsman, ThreadedServer, _environment
+from harness import ROOT, Pointsman, ThreadedServer, _environment, exchange
 
 RELOADS = 10
 LOAD_CLIENTS = 4
-
-
-def request(address: tuple[str, int], payload: bytes, timeout: float = 5.0) -> bytes:
-    """One connection: send, half-close, read to the end."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass
@@ -56,7 +45,7 @@ class LoadLoop:
             payload = f"client {client} request {sent}\n".encode()
             sent += 1
             try:
-                answer = request(self.address, payload)
+                answer = exchange(self.address, payload)
             except OSError as exc:
                 with self._lock:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -173,7 +162,7 @@ def test_broken_config_is_refused_and_traffic_continues(
     path.write_text(good)
     proxy.signal(signal.SIGHUP)
     proxy.wait_event("reloaded")
-    assert request(proxy.address("front"), b"after\n") == b"after\n"
+    assert exchange(proxy.address("front"), b"after\n") == b"after\n"
 
 
 def test_a_route_module_that_fails_to_import_is_refused_on_reload(
@@ -189,7 +178,7 @@ def test_a_route_module_that_fails_to_import_is_refused_on_reload(
     proxy.signal(signal.SIGHUP)
     refused = proxy.wait_event("reload_refused")
     assert any("router.py" in error for error in refused["errors"])
-    assert request(proxy.address("front"), b"still\n") == b"still\n"
+    assert exchange(proxy.address("front"), b"still\n") == b"still\n"
 
 
 def test_a_killed_worker_is_replaced_and_traffic_continues(
@@ -225,14 +214,14 @@ def test_quit_drains_a_slow_request_then_exits(
     proxy = pointsman("serve", "-c", str(write_config(config_text(backend, drain=10))))
     address = proxy.address("front")
     answers: list[bytes] = []
-    client = threading.Thread(target=lambda: answers.append(request(address, b"x")))
+    client = threading.Thread(target=lambda: answers.append(exchange(address, b"x")))
     client.start()
     wait_until(lambda: backend.connections == 1)
     started = time.monotonic()
     proxy.signal(signal.SIGQUIT)
     proxy.wait_event("stopping")
     with pytest.raises(OSError):
-        request(address, b"late", timeout=1.0)
+        exchange(address, b"late", timeout=1.0)
     assert proxy.process.wait(10) == 0
     client.join(5)
     assert answers == [b"slow x"]
@@ -362,13 +351,13 @@ def test_usr1_reopens_the_access_log(
     access = tmp_path / "access.log"
     path = write_config(config_text(backend, workers=1) + f'\n[logging]\naccess = "{access}"\n')
     proxy = pointsman("serve", "-c", str(path))
-    assert request(proxy.address("front"), b"one\n") == b"one\n"
+    assert exchange(proxy.address("front"), b"one\n") == b"one\n"
     wait_until(lambda: access.exists() and b"front" in access.read_bytes())
     access.rename(tmp_path / "access.log.1")
     proxy.signal(signal.SIGUSR1)
     proxy.wait_event("logs_reopened")
     wait_until(access.exists)
-    assert request(proxy.address("front"), b"two\n") == b"two\n"
+    assert exchange(proxy.address("front"), b"two\n") == b"two\n"
     wait_until(lambda: b"front" in access.read_bytes())
 
 

@@ -8,22 +8,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import Pointsman, ThreadedServer, echo
+from harness import Pointsman, ThreadedServer, echo, exchange
 
 
 def _router(write_config: Callable[[str, str], Path], body: str) -> Path:
     return write_config(textwrap.dedent(body), "router.py")
-
-
-def _exchange(address: tuple[str, int], payload: bytes, timeout: float = 5.0) -> bytes:
-    """Send, half-close, read to the end."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_first_line_names_the_backend_and_buffer_is_replayed(
@@ -38,7 +27,7 @@ def test_first_line_names_the_backend_and_buffer_is_replayed(
     """)
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
     payload = f"{backend.address}\nhello\n".encode()
-    assert _exchange(proxy.address("tcp"), payload) == payload
+    assert exchange(proxy.address("tcp"), payload) == payload
     record = proxy.wait_access(1)[0]
     assert record["backend"] == backend.address
     assert record["reason"] == "done"
@@ -61,7 +50,7 @@ def test_half_close_is_propagated_not_turned_into_a_close(
             return "{backend.address}"
     """)
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
-    assert _exchange(proxy.address("tcp"), b"x" * 100_000) == b"got 100000"
+    assert exchange(proxy.address("tcp"), b"x" * 100_000) == b"got 100000"
 
 
 def test_static_upstream_connects_before_the_client_speaks(
@@ -130,16 +119,16 @@ buffer = 1024
     good = socket.create_connection(address, timeout=5)
     good.sendall(b"ping")
     assert good.recv(10) == b"ping"
-    assert _exchange(address, b"raise") == b""
-    assert _exchange(address, b"garbage") == b""
-    assert _exchange(address, b"bye") == b"bye\n"
-    assert _exchange(address, b"async") == b"rewritten"
+    assert exchange(address, b"raise") == b""
+    assert exchange(address, b"garbage") == b""
+    assert exchange(address, b"bye") == b"bye\n"
+    assert exchange(address, b"async") == b"rewritten"
     started = time.monotonic()
     with socket.create_connection(address, timeout=5) as sock:
         sock.sendall(b"wait")
         assert sock.recv(10) == b""
     assert 0.4 < time.monotonic() - started < 3
-    assert _exchange(address, b"wait" + b"x" * 2000) == b""
+    assert exchange(address, b"wait" + b"x" * 2000) == b""
     good.sendall(b"still alive")
     assert good.recv(20) == b"still alive"
     good.close()
@@ -165,7 +154,7 @@ def test_connect_error_handler_names_another_backend(
             return Route(remote="127.0.0.1:1", on_connect_error=fallback)
     """)
     proxy = pointsman("tcp", "-c", str(router), "-h", "127.0.0.1", "-p", "0")
-    assert _exchange(proxy.address("tcp"), b"hello") == b"hello"
+    assert exchange(proxy.address("tcp"), b"hello") == b"hello"
 
 
 def test_slow_reader_keeps_rss_flat_over_200_mib(
@@ -234,15 +223,15 @@ endpoints = ["{backend.address}"]
 """)
     proxy = pointsman("serve", "-c", str(config))
     header = b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 443\r\n"
-    echoed = _exchange(proxy.address("v1in-v2out"), header + b"payload")
+    echoed = exchange(proxy.address("v1in-v2out"), header + b"payload")
     signature = b"\r\n\r\n\x00\r\nQUIT\n"
     assert echoed.startswith(signature + b"\x21\x11\x00\x0c")
     assert echoed[16:28] == bytes([203, 0, 113, 7, 192, 0, 2, 1]) + (41000).to_bytes(2, "big") \
         + (443).to_bytes(2, "big")
     assert echoed[28:] == b"payload"
-    echoed = _exchange(proxy.address("static-v1out"), header + b"more")
+    echoed = exchange(proxy.address("static-v1out"), header + b"more")
     assert echoed == header + b"more"
-    assert _exchange(proxy.address("static-v1out"), b"GET / HTTP/1.0\r\n\r\n") == b""
+    assert exchange(proxy.address("static-v1out"), b"GET / HTTP/1.0\r\n\r\n") == b""
     records = proxy.wait_access(3)
     assert {r["client"] for r in records if r["reason"] == "done"} == {"203.0.113.7:41000"}
     assert "bad_proxy_header" in {r["reason"] for r in records}
