@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.model import LoadResult
 from bench.peerconf import Addr
 
 __all__ = [
@@ -184,3 +185,14 @@ def run_wrk(
 ) -> WrkResult:
     argv = wrk_argv(url, seconds, connections=connections, headers=headers)
     return parse_wrk(_run(argv, seconds + RUN_GRACE_S))
+
+
+def wrk_load(url: str, seconds: float, connections: int,
+             headers: Sequence[str] = ()) -> LoadResult:
+    """One bounded wrk run against ``url``, as the harness's ``LoadResult`` (rate = req/s)."""
+    result = run_wrk(url, seconds, connections=connections, headers=headers)
+    return LoadResult(
+        rate=result.requests_per_s, work=result.requests, errors=result.errors,
+        details={"requests": result.requests, "seconds": result.seconds,
+                 **{f"latency_{k}_ms": v for k, v in result.latency_ms.items()}},
+    )

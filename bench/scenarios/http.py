@@ -152,16 +152,8 @@ class Http(Scenario):
         return backends.nginx_origin(procs)
 
     def load(self, addr: Addr, seconds: float) -> LoadResult:
-        result = loadgen.run_wrk(
-            f"http://{addr}/{backends.SMALL_FILE}", seconds, connections=CONNECTIONS
-        )
-        return LoadResult(
-            rate=result.requests_per_s,
-            work=result.requests,
-            errors=result.errors,
-            details={"requests": result.requests, "seconds": result.seconds,
-                     **{f"latency_{k}_ms": v for k, v in result.latency_ms.items()}},
-        )
+        return loadgen.wrk_load(f"http://{addr}/{backends.SMALL_FILE}", seconds,
+                                CONNECTIONS)
 
     def settings(self) -> dict[str, Any]:
         small = lookup_cost_ns(10)

@@ -54,17 +54,8 @@ class TcpShort(Scenario):
         return backends.nginx_origin(procs)
 
     def load(self, addr: Addr, seconds: float) -> LoadResult:
-        url = f"http://{addr}/{backends.SMALL_FILE}"
-        result = loadgen.run_wrk(
-            url, seconds, connections=CONNECTIONS, headers=["Connection: close"]
-        )
-        return LoadResult(
-            rate=result.requests_per_s,
-            work=result.requests,
-            errors=result.errors,
-            details={"requests": result.requests, "seconds": result.seconds,
-                     **{f"latency_{k}_ms": v for k, v in result.latency_ms.items()}},
-        )
+        return loadgen.wrk_load(f"http://{addr}/{backends.SMALL_FILE}", seconds,
+                                CONNECTIONS, headers=["Connection: close"])
 
     def settings(self) -> dict[str, Any]:
         return {"load": f"wrk -t 1 -c {CONNECTIONS} -d SECONDS --latency "
