@@ -65,7 +65,6 @@ class ServeContext:
     provision: dict[str, ProvisionPool] = field(default_factory=dict)
     routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
-    extras: dict[str, Any] = field(default_factory=dict)
     inherited: dict[str, list[socket.socket]] = field(default_factory=dict)
 
     def listening_sockets(self, listen: str,
