@@ -41,7 +41,6 @@ from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.relay import PipePool, Relay
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.balancers import EndpointState
-from pointsman.upstream.pool import Pool
 from pointsman.upstream.provision import PoolExhausted
 from pointsman.wire import proxy_protocol
 
@@ -74,7 +73,6 @@ class TcpServer:
         self.poller = ctx.poller
         self.route: RouteFunction | None = module.route if module else None
         self.on_connect = module.on_connect if module else None
-        self.pool: Pool | None = ctx.pools.get(config.upstream) if config.upstream else None
         self.sockets = sockets
         self.sessions: set[Session] = set()
         self.pipes = PipePool()
