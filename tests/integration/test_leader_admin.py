@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from registry_support import TOKEN, admin_call, admin_url, routes, wait_until
-from test_process import LoadLoop, _command, children, config_text, request
+from test_process import LoadLoop, _command, children, config_text
 
-from harness import NatsServer, Pointsman, ThreadedServer
+from harness import NatsServer, Pointsman, ThreadedServer, exchange
 
 ADMIN = f"""
 [admin]
@@ -94,7 +94,7 @@ def test_drain_one_endpoint_and_reload_through_the_api(
     assert admin_call(base, "POST", "/drain", drained)[0] == 200
     before = first.connections
     for index in range(20):
-        assert request(handle.address("front"), b"%d" % index) == b"%d" % index
+        assert exchange(handle.address("front"), b"%d" % index) == b"%d" % index
     assert first.connections == before
     rows = {row["address"]: row for row in admin_call(base, "GET", "/upstreams")[1]["backend"]}
     assert rows[first.address]["draining"] and not rows[second.address]["draining"]
@@ -107,7 +107,7 @@ def test_drain_one_endpoint_and_reload_through_the_api(
     path.write_text(text.replace('upstream = "backend"', 'upstream = "gone"'))
     status, result = admin_call(base, "POST", "/reload")
     assert status == 422 and any("gone" in error for error in result["errors"])
-    assert request(handle.address("front"), b"still") == b"still"
+    assert exchange(handle.address("front"), b"still") == b"still"
     assert first.connections == before  # the drain outlived the reload
 
 
@@ -185,7 +185,7 @@ def test_routes_command_prints_a_table(
     base = admin_url(handle)
     body = {"uris": ["api.example.com"], "host": "127.0.0.1", "port": 7003, "app": "api"}
     assert admin_call(base, "POST", "/routes", body)[0] == 200
-    assert request(handle.address("front"), b"x") == b"x"
+    assert exchange(handle.address("front"), b"x") == b"x"
     wait_until(lambda: admin_call(base, "GET", "/upstreams")[1]["backend"][0]["total"] == 1)
     shown = _command("routes", "--admin", base, "--token", TOKEN)
     assert shown.returncode == 0, shown.stderr
