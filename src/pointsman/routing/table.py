@@ -17,7 +17,9 @@ Layout, chosen so neither lookup nor a change costs time in the table's size:
 Keys follow gorouter's ``RouteKey``: lower-cased, anything from ``?`` dropped,
 a trailing ``/`` trimmed. Paths match by whole segments: ``/foo`` matches
 ``/foo`` and ``/foo/bar`` but not ``/foobar``. Only pools with endpoints match,
-so an emptied pool falls through to a shorter prefix or a wildcard.
+so an emptied pool falls through to a shorter prefix or a wildcard; when
+nothing with endpoints matches, ``lookup_empty`` (the cold path of a 404)
+finds the empty pool, if any, that gorouter would answer 503 for.
 """
 
 from __future__ import annotations
@@ -122,6 +124,17 @@ class _Host:
                 return pool
             probe = probe[:probe.rfind("/")]
         return self.root
+
+    def match_any(self, path: str) -> RoutePool | None:
+        """Longest registered prefix of ``path``, with endpoints or not."""
+        paths = self.paths
+        probe = path.rstrip("/")
+        while probe:
+            pool = paths.get(probe)
+            if pool is not None:
+                return pool
+            probe = probe[:probe.rfind("/")]
+        return paths.get("")
 
 
 _Shards = tuple[dict[str, _Host], ...]
@@ -228,6 +241,29 @@ class RouteTable:
                 if found is not None:
                     return found
             dot = host.find(".", dot + 1)
+        return None
+
+    def lookup_empty(self, host: str, path: str) -> RoutePool | None:
+        """The pool without endpoints a request falls on when ``lookup`` found nothing.
+
+        Only a registry that keeps emptied pools (``empty_pool_timeout``) leaves
+        such pools in the table; for the request they mean 503, not 404. Same
+        order as ``lookup``: the exact host, then each wildcard.
+        """
+        host = _bare_host(host)
+        path = path.lower()
+        shards = self._shards
+        candidates = [host]
+        dot = host.find(".")
+        while dot >= 0 and self._wildcards:
+            candidates.append("*" + host[dot:])
+            dot = host.find(".", dot + 1)
+        for name in candidates:
+            entry = shards[hash(name) & _MASK].get(name)
+            if entry is not None:
+                found = entry.match_any(path)
+                if found is not None and not found.serves:
+                    return found
         return None
 
     def get(self, key: str) -> RoutePool | None:

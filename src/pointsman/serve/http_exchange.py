@@ -153,6 +153,10 @@ class Exchange:
             return
         pool = server.routes.table.lookup(host, head.path.decode("latin-1"))
         if pool is None:
+            if server.routes.table.lookup_empty(host, head.path.decode("latin-1")) is not None:
+                # A route whose endpoints all went away, kept for empty_pool_timeout.
+                self.fail(503, "no_endpoints", "No endpoint can take the request.")
+                return
             self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
                                             "does not exist.")
             return
