@@ -209,3 +209,25 @@ async def test_empty_pool_answers_503_for_the_timeout_then_404(
     await asyncio.sleep(0.8)
     assert (await fetch(web, "brief.example.com"))[0] == 200
     assert "pointsman_registry_empty_pools_deleted_total 1.0" in await metrics(base)
+
+
+async def test_route_service_routes_are_refused_and_balancing_option_is_honoured(
+        nats_server: NatsServer, client: Client, pointsman: Factory,
+        write_config: WriteConfig, backends: list[Backend]) -> None:
+    handle = pointsman("serve", "-c", str(write_config(config(nats_server.url, ""))))
+    web, base = started(handle)
+    await publish(client, "router.register",
+                  registration("guarded.example.com", backends[0],
+                               route_service_url="https://auth.example.com/check"),
+                  registration("lc.example.com", backends[1],
+                               options={"loadbalancing": "least-connection"}))
+    await wait_status(web, "lc.example.com", 200)
+    # pointsman cannot call route services: refused as gorouter does with them disabled,
+    # never sent around the service.
+    headers, _ = await wait_status(web, "guarded.example.com", 502)
+    assert headers["x-pointsman-error"] == "route_service_unsupported"
+    assert backends[0].requests == 0
+    listed = await asyncio.to_thread(routes, base)
+    assert listed["guarded.example.com"][0]["route_service_url"] == \
+        "https://auth.example.com/check"
+    assert listed["lc.example.com"][0]["load_balancing_algorithm"] == "least-connection"

@@ -31,6 +31,10 @@ The rules follow gorouter's registry.go and route/pool.go:
   gorouter's NATS messages carry no tag (``endpoint_updated_at_ns`` only
   feeds the ``route_registration_latency`` metric), so over NATS every put
   is ``UPDATED`` and every unregister removes;
+* pointsman has no route services, so a pool with a ``route_service_url``
+  is published without endpoints and its requests get 502
+  ``route_service_unsupported``, as gorouter answers when route services are
+  disabled: a request never goes around the service meant to see it;
 * a pool whose last endpoint goes away is deleted at once, unless
   ``keep_empty_pools`` (``empty_pool_response_code_503`` with an
   ``empty_pool_timeout``) is set: then it stays, empty, for that long, so
@@ -456,7 +460,15 @@ class Registry:
                 removed.append(key)
             else:
                 endpoints = tuple(entry.endpoint for entry in pool.entries.values())
-                upserts.append(RoutePool(key, endpoints, pool.balance))
+                service = next((e.route_service_url for e in endpoints
+                                if e.route_service_url), "")
+                if service:
+                    # No route services here: published without endpoints, so a
+                    # request is refused (502) instead of going around the service.
+                    upserts.append(RoutePool(key, (), pool.balance,
+                                             route_service_url=service))
+                else:
+                    upserts.append(RoutePool(key, endpoints, pool.balance))
         table = self.holder.table.with_changes(upserts, removed)
         self.holder.table = table
         return table

@@ -19,7 +19,8 @@ a trailing ``/`` trimmed. Paths match by whole segments: ``/foo`` matches
 ``/foo`` and ``/foo/bar`` but not ``/foobar``. Only pools with endpoints match,
 so an emptied pool falls through to a shorter prefix or a wildcard; when
 nothing with endpoints matches, ``lookup_empty`` (the cold path of a 404)
-finds the empty pool, if any, that gorouter would answer 503 for.
+finds the empty pool, if any, that gorouter would answer 503 for (or 502, for
+a route service pointsman cannot call).
 """
 
 from __future__ import annotations
@@ -79,13 +80,16 @@ class RoutePool:
     """What one route key maps to: its endpoints and how to choose among them.
 
     A pool with a ``static_root`` is answered from files under that folder
-    instead of by endpoints.
+    instead of by endpoints. A pool with a ``route_service_url`` has no
+    endpoints in the table: pointsman cannot send its requests through the
+    route service, so it refuses them.
     """
 
     key: str
     endpoints: tuple[Endpoint, ...]
     balance: str = "round_robin"
     static_root: str = ""
+    route_service_url: str = ""
 
     @property
     def serves(self) -> bool:
@@ -247,8 +251,9 @@ class RouteTable:
         """The pool without endpoints a request falls on when ``lookup`` found nothing.
 
         Only a registry that keeps emptied pools (``empty_pool_timeout``) leaves
-        such pools in the table; for the request they mean 503, not 404. Same
-        order as ``lookup``: the exact host, then each wildcard.
+        such pools in the table, plus the pools of route services; for the
+        request they mean 503 (or 502), not 404. Same order as ``lookup``: the
+        exact host, then each wildcard.
         """
         host = _bare_host(host)
         path = path.lower()

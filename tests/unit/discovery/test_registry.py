@@ -361,3 +361,18 @@ def test_pruning_the_last_endpoint_keeps_the_pool_too() -> None:
     registry.publish()
     assert registry.table.lookup_empty("a.com", "/") is not None
     assert registry.next_empty_expiry == 16.0
+
+
+def test_a_route_service_pool_is_published_without_endpoints() -> None:
+    registry = Registry()
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("rs.com", port=2), 0.0)
+    registry.publish()
+    assert registry.table.lookup("rs.com", "/") is None
+    refused = registry.table.lookup_empty("rs.com", "/")
+    assert refused is not None and refused.route_service_url == "https://rs.example.com"
+    assert len(registry.registrations_of("rs.com")) == 2  # still listed as registered
+    registry.unregister(msg("rs.com", route_service_url="https://rs.example.com"), 1.0)
+    registry.publish()
+    pool = registry.table.lookup("rs.com", "/")
+    assert pool is not None and [e.port for e in pool.endpoints] == [2]
