@@ -325,12 +325,25 @@ class RegistryConfig(Base):
     ``prune_threshold`` is gorouter's ``droplet_stale_threshold`` and
     ``minimum_register_interval`` its ``start_response_delay_interval``; both are
     announced in ``router.start``.
+
+    ``routing_table_sharding_mode`` decides which registrations this router
+    takes, by their ``isolation_segment`` (gorouter's ``endpointInRouterShard``):
+    ``all`` every one, ``segments`` only those in ``isolation_segments``,
+    ``shared-and-segments`` those plus the ones with no segment.
+
+    With ``empty_pool_response_code_503`` and an ``empty_pool_timeout`` above 0,
+    a route whose last endpoint went away answers 503 ``no_endpoints`` for that
+    many seconds before it is deleted (then 404); otherwise it is deleted at once.
     """
 
     prune_threshold: float = 120.0
     prune_interval: float = 30.0
     minimum_register_interval: float = 5.0
     suspend_pruning_if_nats_unavailable: bool = True
+    routing_table_sharding_mode: Literal["all", "segments", "shared-and-segments"] = "all"
+    isolation_segments: list[str] = msgspec.field(default_factory=list)
+    empty_pool_response_code_503: bool = False
+    empty_pool_timeout: float = 0.0
 
 
 class AdminConfig(Base):
@@ -687,6 +700,12 @@ def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
     for name in ("prune_threshold", "prune_interval", "minimum_register_interval"):
         if getattr(config.registry, name) <= 0:
             add(f"registry.{name}", "expected a positive number of seconds")
+    if config.registry.empty_pool_timeout < 0:
+        add("registry.empty_pool_timeout", "expected 0 or more seconds")
+    if config.registry.routing_table_sharding_mode == "segments" \
+            and not config.registry.isolation_segments:
+        add("registry.isolation_segments",
+            "expected at least one segment: routing_table_sharding_mode is 'segments'")
     if config.admin is not None:
         try:
             parse_listen(config.admin.listen)

@@ -52,3 +52,23 @@ def test_example_config_loads_and_yields_static_routes() -> None:
     messages = static_messages(config)
     assert [m.uris for m in messages] == [("status.example.com",)]
     assert messages[0].tags == {"component": "status"}
+
+
+def test_sharding_and_empty_pool_settings() -> None:
+    registry = loads("").registry
+    assert (registry.routing_table_sharding_mode, registry.isolation_segments,
+            registry.empty_pool_response_code_503, registry.empty_pool_timeout) == \
+        ("all", [], False, 0.0)
+    text = """
+[registry]
+routing_table_sharding_mode = "segments"
+empty_pool_timeout = -1
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, "f.toml")
+    found = {(issue.path, issue.line) for issue in caught.value.issues}
+    assert found == {("registry.isolation_segments", 2), ("registry.empty_pool_timeout", 4)}
+    with pytest.raises(ConfigError, match=r"f.toml:3: registry.routing_table_sharding_mode"):
+        loads('\n[registry]\nrouting_table_sharding_mode = "some"\n', "f.toml")
+    with pytest.raises(ConfigError, match=r"registry\.empty_pool_timout: unknown key"):
+        loads("[registry]\nempty_pool_timout = 5\n")

@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pointsman.config import Upstream
 from pointsman.control.admin import Admin, HttpError, Request, Response
-from pointsman.control.admin_routes import install_health
+from pointsman.control.admin_routes import check_shard, install_health
 from pointsman.control.metrics import family_names, process_families, render
 from pointsman.control.openapi import OPENAPI
 from pointsman.control.provision_admin import install_provision, merge_worker_states
@@ -113,6 +113,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
 
     async def add_route(request: Request) -> Response:
         message = _message(request)
+        check_shard(leader.plane.registry, message)
         driver = _driver(leader)
         refused = leader.plane.registry.refused
         changed = driver.register(message, "admin")
@@ -124,6 +125,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
 
     async def remove_route(request: Request) -> Response:
         message = _message(request)
+        check_shard(leader.plane.registry, message)
         driver = _driver(leader)
         refused = leader.plane.registry.refused
         changed = driver.unregister(message, "admin")

@@ -153,6 +153,15 @@ class Exchange:
             return
         pool = server.routes.table.lookup(host, head.path.decode("latin-1"))
         if pool is None:
+            empty = server.routes.table.lookup_empty(host, head.path.decode("latin-1"))
+            if empty is not None and empty.route_service_url:
+                self.fail(502, "route_service_unsupported",
+                          "Support for route services is disabled.")
+                return
+            if empty is not None:
+                # A route whose endpoints all went away, kept for empty_pool_timeout.
+                self.fail(503, "no_endpoints", "No endpoint can take the request.")
+                return
             self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
                                             "does not exist.")
             return
