@@ -161,6 +161,8 @@ class Leader:
         if driver is not None:
             for body in self.state.bodies():
                 driver.register(decode_registration(body), "admin")
+            for route, endpoint in self.state.drained_routes:
+                driver.registry.set_drained(route, endpoint, True)
             driver.publish_now()
         await self._start_admin(self.config)
 
@@ -258,6 +260,7 @@ class Leader:
                           generation=generation, channel=theirs,
                           inherited=self.sockets.for_slot(slot),
                           admin_routes=self.state.bodies(), drained=set(self.state.drained),
+                          drained_routes=set(self.state.drained_routes),
                           nats_routes=self._nats_routes())
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -479,6 +482,16 @@ class Leader:
         self.broadcast({"type": "drain", "upstream": upstream, "endpoint": endpoint, "on": on})
         self.events.event("info", "endpoint_drained" if on else "endpoint_undrained",
                           upstream=upstream, endpoint=endpoint)
+
+    def drain_route(self, route: str, endpoint: str, on: bool) -> None:
+        """One endpoint of one HTTP route key out of (or back into) every worker's table."""
+        driver = self.plane.driver
+        if driver is not None and driver.registry.set_drained(route, endpoint, on):
+            driver.publish_now()
+        self.state.drain_route(route, endpoint, on)
+        self.broadcast({"type": "drain", "route": route, "endpoint": endpoint, "on": on})
+        self.events.event("info", "endpoint_drained" if on else "endpoint_undrained",
+                          route=route, endpoint=endpoint)
 
     async def refresh_stats(self) -> None:
         """Fresh counters from every worker, so a scrape sees requests made just before it."""

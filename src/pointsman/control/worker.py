@@ -59,6 +59,7 @@ class WorkerSpec:
     inherited: dict[str, list[socket.socket]]
     admin_routes: list[str] = field(default_factory=list)  # registration bodies, in order
     drained: set[tuple[str, str]] = field(default_factory=set)  # (upstream, endpoint)
+    drained_routes: set[tuple[str, str]] = field(default_factory=set)  # (route key, endpoint)
     nats_routes: list[str] = field(default_factory=list)  # the leader's NATS routes now
 
     def descriptors(self) -> set[int]:
@@ -152,6 +153,8 @@ async def _serve(spec: WorkerSpec) -> int:
         for body in spec.admin_routes:
             ops.apply_route("register", body)
         ops.apply_drained()
+        for route, endpoint in spec.drained_routes:
+            ops.drain_route(route, endpoint, True)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
         runtime.events.event("error", "start_failed", pid=os.getpid(), error=error)
