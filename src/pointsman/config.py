@@ -317,6 +317,10 @@ class NatsConfig(Base):
     servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     name: str = "pointsman"
     credentials: str | None = None
+    # The JetStream KV bucket where admin-API routes are kept for every router on
+    # this cluster (created when missing); "" keeps them in the local file only.
+    routes_bucket: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]*$")] = \
+        "pointsman_routes"
 
 
 class RegistryConfig(Base):

@@ -24,7 +24,7 @@ import msgspec
 
 from pointsman.wire.gorouter import RegistryMessage, encode_registration
 
-__all__ = ["AdminState", "default_state_file"]
+__all__ = ["AdminState", "default_state_file", "route_entries"]
 
 
 def default_state_file(config_path: str | None) -> Path | None:
@@ -85,16 +85,13 @@ class AdminState:
                 temporary.unlink()
 
     def registered(self, message: RegistryMessage) -> None:
-        endpoint = _endpoint(message)
-        for uri in message.uris:
-            one = msgspec.structs.replace(message, uris=(uri,))
-            self.routes[(uri, endpoint)] = encode_registration(one).decode()
+        for key, body in route_entries(message):
+            self.routes[key] = body
         self.save()
 
     def unregistered(self, message: RegistryMessage) -> None:
-        endpoint = _endpoint(message)
-        for uri in message.uris:
-            self.routes.pop((uri, endpoint), None)
+        for key, _body in route_entries(message):
+            self.routes.pop(key, None)
         self.save()
 
     def drain(self, upstream: str, endpoint: str, on: bool) -> None:
@@ -119,6 +116,14 @@ class AdminState:
                 "drained": sorted(f"{u}/{e}" for u, e in self.drained),
                 "drained_routes": sorted(f"{r} {e}" for r, e in self.drained_routes),
                 "error": self.error}
+
+
+def route_entries(message: RegistryMessage) -> list[tuple[tuple[str, str], str]]:
+    """``message`` as one ``((uri, endpoint), body)`` per uri: how routes are kept."""
+    endpoint = _endpoint(message)
+    return [((uri, endpoint),
+             encode_registration(msgspec.structs.replace(message, uris=(uri,))).decode())
+            for uri in message.uris]
 
 
 def _endpoint(message: RegistryMessage) -> str:

@@ -77,6 +77,8 @@ def install_leader(admin: Admin, leader: Leader) -> None:
     async def status(request: Request) -> Response:
         body = leader.status()
         body["admin_state"] = leader.state.describe()
+        if leader.kv is not None:
+            body["admin_state"]["bucket"] = leader.kv.describe()
         return Response.json(body)
 
     async def stats(request: Request) -> Response:
