@@ -54,6 +54,7 @@ from pointsman.control.fanout import (
 from pointsman.control.leader_admin import install_leader
 from pointsman.control.logs import JsonLog
 from pointsman.control.metrics import Aggregator
+from pointsman.control.privileges import hand_over, identity_of, require
 from pointsman.control.runtime import SHARED_SOCKETS
 from pointsman.control.sockets import SocketTable, format_address
 from pointsman.control.supervise import Backoff, StartFailed, Worker, describe_status
@@ -220,6 +221,9 @@ class Leader:
 
     def _prepare(self, config: Config) -> Config:
         """Bind what ``config`` listens on; the config the workers get (ports made concrete)."""
+        identity = identity_of(config.process)
+        require(identity)  # before anything is bound: a clear error, not a half start
+        hand_over((config.logging.access, config.logging.events), identity)
         slots = worker_count(config)
         listeners = []
         for listener in config.listeners:
@@ -270,6 +274,7 @@ class Leader:
                           inherited=self.sockets.for_slot(slot),
                           admin_routes=self.state.bodies(), drained=set(self.state.drained),
                           drained_routes=set(self.state.drained_routes),
+                          identity=identity_of(config.process),
                           nats_routes=self._nats_routes())
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -424,6 +429,8 @@ class Leader:
 
     async def reopen_logs(self) -> None:
         self.events.reopen()
+        logging = self.config.logging
+        hand_over((logging.access, logging.events), identity_of(self.config.process))
         for worker in list(self.workers.values()):
             worker.send(signal.SIGUSR1)
         self.events.event("info", "logs_reopened")

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from pointsman.config import Config
 from pointsman.control import probes
 from pointsman.control.channel import Channel
+from pointsman.control.privileges import Identity, drop
 from pointsman.control.runtime import Runtime
 from pointsman.control.worker_ops import WorkerOps
 
@@ -61,6 +62,7 @@ class WorkerSpec:
     drained: set[tuple[str, str]] = field(default_factory=set)  # (upstream, endpoint)
     drained_routes: set[tuple[str, str]] = field(default_factory=set)  # (route key, endpoint)
     nats_routes: list[str] = field(default_factory=list)  # the leader's NATS routes now
+    identity: Identity | None = None  # ``[process] user``: who to become before serving
 
     def descriptors(self) -> set[int]:
         fds = {self.channel.fileno()}
@@ -147,6 +149,7 @@ async def _serve(spec: WorkerSpec) -> int:
                       lambda: runtime._spawn(lambda: runtime.stop(graceful=True)))
     channel.start()
     try:
+        drop(spec.identity)  # the logs are open; nothing is served or loaded yet
         await runtime.start(announce=False)
         for body in spec.nats_routes:
             ops.apply_route("register", body, "nats")
