@@ -71,6 +71,8 @@ def test_a_route_added_on_one_router_is_routable_on_another_and_after_a_restart(
     again = pointsman("serve", "-c", str(first_path))
     _routable(again, "api.test", timeout=2.0)
     assert "api.test" in admin_call(admin_url(again), "GET", "/routes")[1]
+    for handle in (first, second, again):
+        assert not [e for e in handle.events if e.get("event") == "routes_bucket_unavailable"]
 
 
 def test_nats_down_at_start_serves_the_local_copy_then_syncs(
@@ -101,4 +103,12 @@ def test_nats_down_at_start_serves_the_local_copy_then_syncs(
         _config(nats_server, tmp_path / "b.json"), "b.toml")))
     _routable(other)
     _routable(other, "late.test")
+    _routable(again)
+    assert not [e for e in again.events if e.get("event") == "routes_bucket_unavailable"]
+
+    # NATS restarts under both: a removal made meanwhile still reaches the other router.
+    nats_server.restart()
+    assert admin_call(admin_url(other), "DELETE", "/routes",
+                      _route(backend, "late.test"))[0] == 200
+    wait_until(lambda: all(_status(again, "late.test") == 404 for _ in range(4)), 15.0)
     _routable(again)

@@ -166,10 +166,7 @@ class AdminKv:
             finally:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await follower
-            failure = follower.exception() if not follower.cancelled() else None
-            if failure is not None:
-                raise failure
+                    await follower  # re-raises what broke the watch, if anything did
         finally:
             self.synced.clear()
             with contextlib.suppress(Exception):
