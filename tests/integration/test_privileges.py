@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from registry_support import TOKEN, admin_call, admin_url
 from test_process import _command, children, config_text, wait_until
 
 from harness import ROOT, Pointsman, ThreadedServer, _environment, exchange
@@ -51,6 +52,7 @@ def test_workers_run_as_the_user_and_still_write_their_logs(
     text = config_text(echo_server(), workers=2).replace(
         "[process]", f'[process]\nuser = "nobody"\nstate_file = "{tmp_path / "state.json"}"')
     text += f'\n[logging]\naccess = "{access}"\n'
+    text += f'\n[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'
     handle = pointsman("serve", "-c", str(write_config(text)))
     workers = children(handle.process.pid)
     assert len(workers) == 2
@@ -60,6 +62,12 @@ def test_workers_run_as_the_user_and_still_write_their_logs(
         assert exchange(handle.address("front"), b"%d" % index) == b"%d" % index
     wait_until(lambda: access.exists() and len(access.read_text().splitlines()) >= 6, 5)
     assert access.stat().st_uid == NOBODY.pw_uid
+    # The state file is the leader's to write; workers take the change all the same.
+    route = {"uris": ["api.example.com"], "host": "127.0.0.1", "port": 7003}
+    assert admin_call(admin_url(handle), "POST", "/routes", route)[0] == 200
+    assert "api.example.com" in (tmp_path / "state.json").read_text()
+    tables = admin_call(admin_url(handle), "GET", "/routes?workers=1")[1]
+    assert len(tables) == 2 and all("api.example.com" in t["routes"] for t in tables)
 
     # logrotate moves the file; USR1: the leader creates the new one for the workers.
     access.rename(open_dir / "access.log.1")
