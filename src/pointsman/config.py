@@ -12,7 +12,9 @@ struct here and nowhere else.
 from __future__ import annotations
 
 import copy
+import grp
 import ipaddress
+import pwd
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -299,6 +301,8 @@ class ProcessConfig(Base):
     connections finish before cutting them. ``pidfile`` is where the leader
     writes its pid (``pointsman reload|quit|stop`` read it). ``state_file``
     keeps admin-API route changes and drained endpoints across restarts.
+    ``user`` (and ``group``, else the user's own) is who workers run as, as
+    nginx's ``user``: the leader keeps its privileges to bind and reload.
     """
 
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] | Literal["auto"] = 1
@@ -306,6 +310,8 @@ class ProcessConfig(Base):
     pidfile: str | None = None
     ready_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     state_file: str | None = None
+    user: str | None = None
+    group: str | None = None
 class NatsConfig(Base):
     """The NATS cluster that gorouter-style clients register routes on.
 
@@ -317,6 +323,10 @@ class NatsConfig(Base):
     servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     name: str = "pointsman"
     credentials: str | None = None
+    # The JetStream KV bucket where admin-API routes are kept for every router on
+    # this cluster (created when missing); "" keeps them in the local file only.
+    routes_bucket: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]*$")] = \
+        "pointsman_routes"
 
 
 class RegistryConfig(Base):
@@ -617,7 +627,25 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
             except ValueError as exc:
                 add(f"{at}.endpoints[{j}]", str(exc))
     issues.extend(_check_registry(config, add))
+    _check_identity(config, add)
     return issues
+
+
+def _check_identity(config: Config, add: Any) -> None:
+    """``[process] user`` and ``group`` must exist on this machine."""
+    process = config.process
+    if process.user is not None:
+        try:
+            pwd.getpwnam(process.user)
+        except KeyError:
+            add("process.user", f"no such user {process.user!r}")
+    elif process.group is not None:
+        add("process.group", "a group needs 'user' too")
+    if process.group is not None:
+        try:
+            grp.getgrnam(process.group)
+        except KeyError:
+            add("process.group", f"no such group {process.group!r}")
 
 
 def _check_provision(upstream: ProvisionUpstream, at: str, file: str,

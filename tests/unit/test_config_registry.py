@@ -72,3 +72,24 @@ empty_pool_timeout = -1
         loads('\n[registry]\nrouting_table_sharding_mode = "some"\n', "f.toml")
     with pytest.raises(ConfigError, match=r"registry\.empty_pool_timout: unknown key"):
         loads("[registry]\nempty_pool_timout = 5\n")
+
+
+def test_routes_bucket_default_off_switch_and_bad_name() -> None:
+    config = loads("[nats]\n")
+    assert config.nats is not None and config.nats.routes_bucket == "pointsman_routes"
+    off = loads('[nats]\nroutes_bucket = ""\n')
+    assert off.nats is not None and off.nats.routes_bucket == ""
+    with pytest.raises(ConfigError) as caught:
+        loads('[nats]\nroutes_bucket = "a.b"\n', "f.toml")
+    assert [issue.path for issue in caught.value.issues] == ["nats.routes_bucket"]
+
+
+def test_process_user_and_group_must_exist() -> None:
+    config = loads('[process]\nuser = "nobody"\n')
+    assert config.process.user == "nobody" and config.process.group is None
+    with pytest.raises(ConfigError) as caught:
+        loads('[process]\ngroup = "nogroup"\n', "f.toml")
+    assert [issue.path for issue in caught.value.issues] == ["process.group"]
+    with pytest.raises(ConfigError) as caught:
+        loads('[process]\nuser = "no-such-user-here"\n', "f.toml")
+    assert [(issue.path, issue.line) for issue in caught.value.issues] == [("process.user", 2)]

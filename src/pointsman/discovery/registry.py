@@ -9,6 +9,13 @@ three sources, ranked so an operator's intent is never undone by a heartbeat:
 
 A source may change or remove only what its own rank or a lower one put there.
 
+An operator may *drain* one endpoint of one route key (``set_drained``): it
+stays registered and listed (``draining: true``) but is left out of the
+published pool, so no worker picks it for a new request while requests it
+is already serving finish. The intent outlives the endpoint: a drained
+endpoint that is unregistered and registered again is still drained. Drained
+endpoints never reach the per-request path, which therefore pays nothing.
+
 The rules follow gorouter's registry.go and route/pool.go:
 
 * an endpoint is keyed per route key by ``host:port`` (``tls_port`` when set);
@@ -211,6 +218,7 @@ class Registry:
         # Insertion order is emptying order, so the first one expires first.
         self._empty: dict[str, float] = {}
         self._dirty: set[str] = set()
+        self._drained: set[tuple[str, str]] = set()  # (route key, endpoint address)
         self._suspended = False
         self.endpoint_count = 0
         # Plain counters, read by the metrics collector at scrape time.
@@ -381,6 +389,28 @@ class Registry:
             self._remove(key, self._pools[key], address, now)
         return len(stale) + sum(self.register(m, now, "static") for m in messages)
 
+    # -- draining -------------------------------------------------------------------
+
+    def set_drained(self, uri: str, address: str, on: bool) -> bool:
+        """Drain (``on``) or undrain one endpoint of one route key; whether that changed."""
+        item = (route_key(uri), address)
+        if on == (item in self._drained):
+            return False
+        if on:
+            self._drained.add(item)
+        else:
+            self._drained.discard(item)
+        if item[0] in self._pools:
+            self._dirty.add(item[0])
+        return True
+
+    @property
+    def drained(self) -> frozenset[tuple[str, str]]:
+        return frozenset(self._drained)
+
+    def is_drained(self, uri: str, address: str) -> bool:
+        return (route_key(uri), address) in self._drained
+
     # -- pruning --------------------------------------------------------------------
 
     @property
@@ -454,10 +484,15 @@ class Registry:
         upserts: list[RoutePool] = []
         removed: list[str] = []
         pools = self._pools
+        drained = self._drained
         for key in dirty:
             pool = pools.get(key)
             if pool is None:
                 removed.append(key)
+            elif drained:
+                endpoints = tuple(entry.endpoint for address, entry in pool.entries.items()
+                                  if (key, address) not in drained)
+                upserts.append(RoutePool(key, endpoints, pool.balance))
             else:
                 endpoints = tuple(entry.endpoint for entry in pool.entries.values())
                 service = next((e.route_service_url for e in endpoints
@@ -491,8 +526,9 @@ class Registry:
         """gorouter's ``/routes`` body: ``{uri: [endpoint, ...]}`` (pool.go ``MarshalJSON``).
 
         ``ttl`` is the endpoint's threshold in seconds, as gorouter reports it;
-        ``source`` and ``expires_in`` are pointsman's additions.
+        ``source``, ``expires_in`` and ``draining`` are pointsman's additions.
         """
+        drained = self._drained
         out: dict[str, list[dict[str, Any]]] = {}
         for key, pool in self._pools.items():
             balance = _GOROUTER_BALANCE.get(pool.balance, pool.balance)
@@ -518,6 +554,7 @@ class Registry:
                     "load_balancing_algorithm": balance,
                     "source": entry.source,
                     "expires_in": expires,
+                    "draining": (key, address) in drained,
                 })
             out[key] = rows
         return out

@@ -220,19 +220,7 @@ class RouteTable:
         Exact host first, then ``*.rest`` for each shorter suffix; within one
         host the longest matching path prefix with endpoints.
         """
-        # The host without ``:port`` or a trailing dot, lower-cased; ``[v6]``
-        # keeps its brackets. Written out here: every request passes this way.
-        if host[:1] == "[":
-            end = host.find("]")
-            if end > 0:
-                host = host[:end + 1]
-        else:
-            cut = host.rfind(":")
-            if cut >= 0:
-                host = host[:cut]
-        if host[-1:] == ".":
-            host = host[:-1]
-        host = host.lower()
+        host = _bare_host(host)
         shards = self._shards
         entry = shards[hash(host) & _MASK].get(host)
         if entry is not None:
@@ -299,6 +287,20 @@ class RouteTable:
 
     def __repr__(self) -> str:
         return f"<RouteTable version={self.version} routes={self._count}>"
+
+
+def _bare_host(host: str) -> str:
+    """Lower-case, without ``:port`` and without a trailing dot; ``[v6]`` keeps its brackets."""
+    if host.startswith("["):
+        end = host.find("]")
+        host = host[:end + 1] if end > 0 else host
+    else:
+        cut = host.rfind(":")
+        if cut >= 0:
+            host = host[:cut]
+    if host.endswith("."):
+        host = host[:-1]
+    return host.lower()
 
 
 class TableHolder:

@@ -267,6 +267,8 @@ class Gateway:
         except EnvelopeError as exc:
             sock.send_error(None, BAD_ENVELOPE, exc.message)
             return
+        if env.id is not None:
+            sock.expects_reply = True
         awaiting = sock.awaiting
         if awaiting and env.id in awaiting:
             asker = awaiting.pop(env.id)
@@ -419,8 +421,8 @@ class Gateway:
 class GatewaySocket(asyncio.Protocol):
     """One client connection: HTTP upgrade, then envelopes in WebSocket messages."""
 
-    __slots__ = ("awaiting", "binary", "closing", "fragments", "gateway", "id", "inflight",
-                 "opened", "paused", "transport", "ws")
+    __slots__ = ("awaiting", "binary", "closing", "expects_reply", "fragments", "gateway", "id",
+                 "inflight", "opened", "paused", "transport", "ws")
 
     def __init__(self, gateway: Gateway) -> None:
         # Shared
@@ -434,6 +436,9 @@ class GatewaySocket(asyncio.Protocol):
         self.closing = False
         self.paused = False
         self.inflight = 0
+        # The client's last message carried an id and nothing was sent back since:
+        # a graceful quit lets such a socket have its answer before saying 1001.
+        self.expects_reply = False
         self.fragments: list[bytes] | None = None
         self.awaiting: dict[str | int | None, str] | None = None
 
@@ -532,6 +537,7 @@ class GatewaySocket(asyncio.Protocol):
         ws = self.ws
         if ws.state is not State.OPEN or self.transport is None:
             return
+        self.expects_reply = False
         if self.binary:
             ws.send_binary(frame)
         else:

@@ -203,6 +203,7 @@ def test_describe_has_gorouters_routes_shape() -> None:
         "isolation_segment": "", "private_instance_id": "i1", "private_instance_index": "",
         "app": "", "server_cert_domain_san": "",
         "load_balancing_algorithm": "least-connection", "source": "nats", "expires_in": 15.0,
+        "draining": False,
     }]}
 
 
@@ -376,3 +377,31 @@ def test_a_route_service_pool_is_published_without_endpoints() -> None:
     registry.publish()
     pool = registry.table.lookup("rs.com", "/")
     assert pool is not None and [e.port for e in pool.endpoints] == [2]
+
+
+def test_a_drained_endpoint_leaves_the_pool_but_stays_listed() -> None:
+    registry = Registry()
+    registry.register(msg("a.com", port=1), 0.0)
+    registry.register(msg("a.com", port=2), 0.0)
+    registry.publish()
+    assert registry.set_drained("A.com/", "10.0.0.1:1", True)
+    assert not registry.set_drained("a.com", "10.0.0.1:1", True)  # already
+    registry.publish()
+    assert addresses(registry, "a.com") == ["10.0.0.1:2"]
+    assert [row["draining"] for row in registry.describe(0.0)["a.com"]] == [True, False]
+    registry.unregister(msg("a.com", port=1), 1.0)  # the intent outlives the endpoint
+    registry.register(msg("a.com", port=1), 2.0)
+    registry.publish()
+    assert addresses(registry, "a.com") == ["10.0.0.1:2"]
+    assert registry.set_drained("a.com", "10.0.0.1:1", False)
+    registry.publish()
+    assert sorted(addresses(registry, "a.com")) == ["10.0.0.1:1", "10.0.0.1:2"]
+
+
+def test_draining_every_endpoint_leaves_the_key_unroutable() -> None:
+    registry = Registry()
+    registry.register(msg("a.com", port=1), 0.0)
+    registry.set_drained("a.com", "10.0.0.1:1", True)
+    registry.publish()
+    assert addresses(registry, "a.com") == []
+    assert registry.drained == frozenset({("a.com", "10.0.0.1:1")})
