@@ -377,6 +377,7 @@ class Exchange:
         # Held back so the head and the first body bytes leave in one send.
         self.head_out = build_response_head(
             head, request_id=self.request_id, chunk=self.chunk, close=self.close,
+            http10=request.version == "1.0",
             sticky_names=client.server.sticky_names, instance_id=instance,
             force_sticky=force,
             cookie_path=self.route.cookie_path if self.route is not None
@@ -573,6 +574,8 @@ class Exchange:
         lines.extend(name + b": " + value + b"\r\n" for name, value in answer.headers)
         if self.close:
             lines.append(b"Connection: close\r\n")
+        elif head.version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
         assert client.transport is not None
         client.transport.write(b"".join(lines) + answer.body)
