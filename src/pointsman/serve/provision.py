@@ -178,7 +178,7 @@ class Lease:
     """One backend, leased to one connection; ``release`` exactly once when it ends."""
 
     __slots__ = ("_pool", "_released", "activity", "backend_id", "host", "on_revoke", "port",
-                 "ref", "waited")
+                 "ref", "uses", "waited")
 
     @property
     def instance_id(self) -> str:
@@ -195,6 +195,7 @@ class Lease:
         self.waited = waited
         self.on_revoke: Callable[[str], None] | None = None
         self.activity: Callable[[], int] | None = None
+        self.uses = 0  # requests sent to it (HTTP keeps one lease per client connection)
         self._released = False
 
     @property
