@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from harness import NatsServer, Pointsman
+from pointsman.cli import main
 from pointsman.upstream.providers.process import label_env, processes_with_env
 
 SERVICE = Path(__file__).resolve().parent / "provisioned_service.py"
@@ -95,7 +96,7 @@ async def whoami(ws: ClientConnection, ident: str) -> dict[str, Any]:
 
 async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
-        nats_server: NatsServer) -> None:
+        nats_server: NatsServer, capsys: pytest.CaptureFixture[str]) -> None:
     instance = unique_instance()
     proxy = pointsman("serve", "-c", str(write_config(gateway_config(nats_server.url,
                                                                      instance))))
@@ -115,6 +116,13 @@ async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
             assert two["instance"] != one[0]["instance"]
             live = processes_with_env(labels(instance))
             assert {one[0]["pid"], two["pid"]} <= set(live)
+            # `pointsman routes` lists them, busy
+            capsys.readouterr()
+            assert main(["routes", "--admin", admin_url(proxy), "--token", TOKEN]) == 0
+            shown = capsys.readouterr().out
+            busy = [line for line in shown.splitlines() if line.startswith("term ")
+                    and " busy " in line]
+            assert {line.split()[1] for line in busy} == {one[0]["instance"], two["instance"]}
             # the pool warms the next one (ready once announced); a third socket takes it
             await ready(proxy, 1)
             began = time.monotonic()
