@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from harness import NatsServer, Pointsman
 from pointsman.cli import main
+from pointsman.upstream.providers.base import service_instance_id
 from pointsman.upstream.providers.process import label_env, processes_with_env
 
 SERVICE = Path(__file__).resolve().parent / "provisioned_service.py"
@@ -135,6 +136,12 @@ async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
         await wait_for(lambda: not {one[0]["pid"], two["pid"]}
                        & set(processes_with_env(labels(instance))))
         await wait_for(lambda: len(processes_with_env(labels(instance))) == 1)
+        # each socket's access record names the backend that served it
+        records = proxy.wait_access(3)
+        served = {service_instance_id(r["backend_ids"]["term"]): r["frames_in"] for r in records}
+        # the messages sent, and the close
+        assert served == {one[0]["instance"]: 4, two["instance"]: 2, three["instance"]: 2}
+        assert all(r["kind"] == "gateway" and r["code"] == 1000 for r in records)
     finally:
         proxy.stop()
     assert processes_with_env(labels(instance)) == []
@@ -158,6 +165,8 @@ async def test_an_exhausted_pool_closes_the_socket_with_1013(
             assert closed.value.rcvd is not None
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013,
                                                                           "try again later")
+        refused_record = proxy.wait_access(1)[0]
+        assert (refused_record["reason"], refused_record["code"]) == ("pool_exhausted", 1013)
     finally:
         proxy.stop()
     assert processes_with_env(labels(instance)) == []

@@ -53,6 +53,7 @@ from websockets.server import ServerProtocol
 from pointsman.discovery.announce import AnnouncementIndex, Change, RouteTarget
 from pointsman.routing.patterns import Matcher, PatternError, compile_pattern
 from pointsman.serve import gateway_metrics as metrics
+from pointsman.serve.context import RecordSink
 from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.static import StaticFiles, StaticResponse
 from pointsman.service.service import new_id
@@ -108,8 +109,10 @@ class Gateway:
     """Routing state of one gateway and its link to the bus."""
 
     def __init__(self, settings: GatewaySettings, transport: Transport,
-                 provision: Mapping[str, ProvisionPool] | None = None) -> None:
+                 provision: Mapping[str, ProvisionPool] | None = None,
+                 access: RecordSink | None = None) -> None:
         self.settings = settings
+        self.access = access  # one record per socket when it ends
         self.provision = dict(provision or {})  # service name -> its per-socket pool
         self._leased: dict[str, GatewaySocket] = {}  # provisioned instance -> its socket
         self._lease_tasks: set[asyncio.Task[None]] = set()
@@ -290,6 +293,30 @@ class Gateway:
             for lease in leases.values():
                 self._leased.pop(lease.instance_id, None)
                 lease.release()
+        self.log_socket(sock, code, reason, leases)
+
+    def log_socket(self, sock: GatewaySocket, code: int, reason: str,
+                   leases: dict[str, Lease] | None) -> None:
+        """The socket's access record: who, how long, how it ended, which backends served it."""
+        access = self.access
+        if access is None or not access.enabled:
+            return
+        record: dict[str, Any] = {
+            "ts": round(time.time(), 6),
+            "kind": "gateway",
+            "listener": self.settings.listener,
+            "client": sock.peer,
+            "socket": sock.id,
+            "frames_in": sock.frames,  # control frames (the close) included
+            "duration_ms": round((time.monotonic() - sock.started) * 1000, 3),
+            "code": code,
+            "reason": reason,
+        }
+        if leases:
+            record["backend_ids"] = {name: lease.backend_id for name, lease in leases.items()}
+            record["lease_wait_ms"] = round(max(lease.waited for lease in leases.values())
+                                            * 1000, 3)
+        access.write(record)
 
     # -- provisioned services -----------------------------------------------------------
 
@@ -316,7 +343,9 @@ class Gateway:
                 if not isinstance(error, PoolExhausted | asyncio.CancelledError):
                     log.error("gateway %s: leasing an instance failed: %r",
                               self.settings.name, error)
-            sock.refuse(response, PoolExhausted.close_code, PoolExhausted.close_reason)
+            if sock.transport is not None:
+                sock.refuse(response, PoolExhausted.close_code, PoolExhausted.close_reason)
+                self.log_socket(sock, PoolExhausted.close_code, "pool_exhausted", None)
             return
         sock.leases = leases
         for lease in leases.values():
@@ -490,7 +519,8 @@ class GatewaySocket(asyncio.Protocol):
     """One client connection: HTTP upgrade, then envelopes in WebSocket messages."""
 
     __slots__ = ("awaiting", "binary", "closing", "fragments", "frames", "gateway", "id",
-                 "inflight", "lease_task", "leases", "opened", "paused", "transport", "ws")
+                 "inflight", "lease_task", "leases", "opened", "paused", "peer", "started",
+                 "transport", "ws")
 
     def __init__(self, gateway: Gateway) -> None:
         # Shared
@@ -507,6 +537,8 @@ class GatewaySocket(asyncio.Protocol):
         self.fragments: list[bytes] | None = None
         self.awaiting: dict[str | int | None, str] | None = None
         self.frames = 0
+        self.started = 0.0
+        self.peer = ""
         self.lease_task: asyncio.Task[None] | None = None
         self.leases: dict[str, Lease] | None = None  # provisioned service -> its instance
 
@@ -515,6 +547,9 @@ class GatewaySocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self.started = time.monotonic()
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws

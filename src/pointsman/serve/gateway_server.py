@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pointsman.config import GatewayListener
-from pointsman.serve.context import ServeContext
+from pointsman.serve.context import RecordSink, ServeContext
 from pointsman.serve.gateway import Gateway, GatewaySettings, socket_factory
 from pointsman.serve.provision import ProvisionPool
 from pointsman.serve.tcp import open_listening_sockets
@@ -99,8 +99,9 @@ async def serve_gateway(settings: GatewaySettings, transport: Transport, host: s
 async def _serve(settings: GatewaySettings, transport: Transport, listen: str,
                  owns_transport: bool, reuse_port: bool,
                  sockets: list[socket.socket] | None = None,
-                 provision: Mapping[str, ProvisionPool] | None = None) -> GatewayServer:
-    gateway = Gateway(settings, transport, provision)
+                 provision: Mapping[str, ProvisionPool] | None = None,
+                 access: RecordSink | None = None) -> GatewayServer:
+    gateway = Gateway(settings, transport, provision, access)
     await gateway.start()
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
@@ -128,7 +129,7 @@ async def start(config: GatewayListener, ctx: ServeContext) -> GatewayServer:
                       f"{exc}") from exc
     try:
         return await _serve(settings, transport, config.listen, True, ctx.reuse_port,
-                            ctx.listening_sockets(config.listen), provision)
+                            ctx.listening_sockets(config.listen), provision, ctx.access)
     except BaseException:
         await transport.close()
         raise
