@@ -10,6 +10,7 @@ the container's short id, so each test can tell exactly which container served i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -345,5 +346,66 @@ async def test_gateway_sockets_get_their_own_service_container(
             assert time.monotonic() < deadline, "closed sockets' containers are still there"
             await asyncio.sleep(0.1)
     finally:
+        proxy.stop(signal.SIGTERM)
+    assert await labelled(engine, instance) == []
+
+
+async def test_a_killed_workers_containers_go_and_its_siblings_stay(
+        podman_socket: str, engine: aiodocker.Docker,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    """Two workers; SIGKILL one: the leader removes the containers labelled with it."""
+    instance = unique_instance("wrk")
+    text = "[process]\nworkers = 2\n\n" + listener_config(podman_socket, instance, warm=1)
+    proxy = pointsman("serve", "-c", str(write_config(text)))
+    host, port = proxy.address("ws")
+
+    async def by_worker() -> dict[str, set[str]]:
+        filters = {"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]}
+        found: dict[str, set[str]] = {}
+        for attempt in range(5):
+            try:
+                for c in await engine.containers.list(all=True, filters=filters):
+                    found.setdefault(c["Labels"]["pointsman.worker"], set()).add(str(c.id))
+                return found
+            except DockerError as exc:  # a listing racing a removal (see ``labelled``)
+                if exc.status != 500 or attempt == 4:
+                    raise
+                found = {}
+                await asyncio.sleep(0.05)
+        return found
+
+    held: list[tuple[Any, str]] = []  # (socket, worker of its container)
+    try:
+        deadline = time.monotonic() + 30
+        while len(await by_worker()) < 2:
+            assert time.monotonic() < deadline, "the workers did not warm their containers"
+            await asyncio.sleep(0.1)
+        for _ in range(12):  # until both workers lease a container to one of ours
+            ws = await connect(f"ws://{host}:{port}/", open_timeout=20)
+            hello = await asyncio.wait_for(ws.recv(), 20)
+            short = str(hello).removeprefix("hello from ")
+            worker = next(w for w, refs in (await by_worker()).items()
+                          if any(ref.startswith(short) for ref in refs))
+            held.append((ws, worker))
+            if len({w for _, w in held}) == 2:
+                break
+        assert len({w for _, w in held}) == 2, "connections never reached both workers"
+        victim = held[0][1]
+        survivor = next(w for _, w in held if w != victim)
+        before = await by_worker()
+        os.kill(int(victim), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim in await by_worker():
+            assert time.monotonic() < deadline, "the killed worker's containers survived"
+            await asyncio.sleep(0.1)
+        assert before[survivor] <= (await by_worker()).get(survivor, set())
+        for ws, worker in held:
+            if worker == survivor:
+                await ws.send("still there?")
+                assert await asyncio.wait_for(ws.recv(), 5) == "$ still there?"
+    finally:
+        for ws, _ in held:
+            with contextlib.suppress(Exception):
+                await ws.close()
         proxy.stop(signal.SIGTERM)
     assert await labelled(engine, instance) == []
