@@ -191,3 +191,25 @@ async def test_a_vanished_instance_closes_its_socket_with_1011(
     finally:
         proxy.stop()
     assert processes_with_env(labels(instance)) == []
+
+
+async def test_a_handshake_waiting_for_an_instance_ends_when_pointsman_stops(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path],
+        nats_server: NatsServer) -> None:
+    instance = unique_instance()
+    text = gateway_config(nats_server.url, instance, warm=1, max_live=1, queue_timeout=30.0)
+    proxy = pointsman("serve", "-c", str(write_config(text)))
+    host, port = proxy.address("gw")
+    url = f"ws://{host}:{port}/ws"
+    await ready(proxy, 1)
+    async with connect(url, open_timeout=10) as first:
+        assert (await whoami(first, "a"))["sockets"] == 1
+        waiting = asyncio.ensure_future(connect(url, open_timeout=30))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # queued: the pool has no instance to give
+        began = time.monotonic()
+        proxy.stop()
+        with pytest.raises(Exception):  # noqa: B017 - the handshake never completes
+            await asyncio.wait_for(waiting, 10)
+        assert time.monotonic() - began < 5.0
+    assert processes_with_env(labels(instance)) == []

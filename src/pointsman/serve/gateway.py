@@ -115,7 +115,7 @@ class Gateway:
         self.access = access  # one record per socket when it ends
         self.provision = dict(provision or {})  # service name -> its per-socket pool
         self._leased: dict[str, GatewaySocket] = {}  # provisioned instance -> its socket
-        self._lease_tasks: set[asyncio.Task[None]] = set()
+        self._leasing: dict[asyncio.Task[None], GatewaySocket] = {}  # handshakes on hold
         self.site = StaticFiles(settings.static_dir) if settings.static_dir else None
         self.transport = transport
         self.codec: Codec = codec_for(settings.encoding)
@@ -164,8 +164,10 @@ class Gateway:
         self.running = False
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self._lease_tasks):
+        for task, waiting in list(self._leasing.items()):
             task.cancel()
+            if waiting.transport is not None:
+                waiting.transport.close()
         for sock in list(self.sockets.values()):
             sock.close(1001, "gateway shutting down")
             self.socket_closed(sock, 1001, "gateway shutting down")
@@ -325,8 +327,8 @@ class Gateway:
         assert self.loop is not None
         task = self.loop.create_task(self._lease(sock, response))
         sock.lease_task = task
-        self._lease_tasks.add(task)
-        task.add_done_callback(self._lease_tasks.discard)
+        self._leasing[task] = sock
+        task.add_done_callback(self._leasing.pop)
 
     async def _lease(self, sock: GatewaySocket, response: Response) -> None:
         services = list(self.provision)
@@ -384,6 +386,12 @@ class Gateway:
             leases = sock.leases
             if leases is not None and target.service in leases:  # its own, and only that
                 instance = pins.pin(sock.id, target.service, (leases[target.service].instance_id,))
+                if instance is None:  # gone between its announcement and now
+                    sock.send_error(env.id, UNAVAILABLE,
+                                    f"the {target.service!r} instance of this socket is gone")
+                    sock.close(INSTANCE_GONE, f"the {target.service} instance of this socket "
+                                              "is gone")
+                    return
             elif target.service not in self.provision:
                 instance = pins.pin(sock.id, target.service, target.instances)
             if instance is None:
