@@ -12,7 +12,9 @@ struct here and nowhere else.
 from __future__ import annotations
 
 import copy
+import grp
 import ipaddress
+import pwd
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -319,6 +321,8 @@ class ProcessConfig(Base):
     connections finish before cutting them. ``pidfile`` is where the leader
     writes its pid (``pointsman reload|quit|stop`` read it). ``state_file``
     keeps admin-API route changes and drained endpoints across restarts.
+    ``user`` (and ``group``, else the user's own) is who workers run as, as
+    nginx's ``user``: the leader keeps its privileges to bind and reload.
     """
 
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] | Literal["auto"] = 1
@@ -326,6 +330,8 @@ class ProcessConfig(Base):
     pidfile: str | None = None
     ready_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     state_file: str | None = None
+    user: str | None = None
+    group: str | None = None
 class NatsConfig(Base):
     """The NATS cluster that gorouter-style clients register routes on.
 
@@ -337,6 +343,10 @@ class NatsConfig(Base):
     servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     name: str = "pointsman"
     credentials: str | None = None
+    # The JetStream KV bucket where admin-API routes are kept for every router on
+    # this cluster (created when missing); "" keeps them in the local file only.
+    routes_bucket: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]*$")] = \
+        "pointsman_routes"
 
 
 class RegistryConfig(Base):
@@ -345,12 +355,25 @@ class RegistryConfig(Base):
     ``prune_threshold`` is gorouter's ``droplet_stale_threshold`` and
     ``minimum_register_interval`` its ``start_response_delay_interval``; both are
     announced in ``router.start``.
+
+    ``routing_table_sharding_mode`` decides which registrations this router
+    takes, by their ``isolation_segment`` (gorouter's ``endpointInRouterShard``):
+    ``all`` every one, ``segments`` only those in ``isolation_segments``,
+    ``shared-and-segments`` those plus the ones with no segment.
+
+    With ``empty_pool_response_code_503`` and an ``empty_pool_timeout`` above 0,
+    a route whose last endpoint went away answers 503 ``no_endpoints`` for that
+    many seconds before it is deleted (then 404); otherwise it is deleted at once.
     """
 
     prune_threshold: float = 120.0
     prune_interval: float = 30.0
     minimum_register_interval: float = 5.0
     suspend_pruning_if_nats_unavailable: bool = True
+    routing_table_sharding_mode: Literal["all", "segments", "shared-and-segments"] = "all"
+    isolation_segments: list[str] = msgspec.field(default_factory=list)
+    empty_pool_response_code_503: bool = False
+    empty_pool_timeout: float = 0.0
 
 
 class AdminConfig(Base):
@@ -631,6 +654,7 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
             except ValueError as exc:
                 add(f"{at}.endpoints[{j}]", str(exc))
     issues.extend(_check_registry(config, add))
+    _check_identity(config, add)
     return issues
 
 
@@ -646,6 +670,23 @@ def _check_gateway_services(listener: GatewayListener, at: str, config: Config,
         upstream = config.upstreams.get(service.upstream)
         if not isinstance(upstream, ProvisionUpstream):
             add(f"{where}.upstream", f"no provision upstream named {service.upstream!r}")
+
+
+def _check_identity(config: Config, add: Any) -> None:
+    """``[process] user`` and ``group`` must exist on this machine."""
+    process = config.process
+    if process.user is not None:
+        try:
+            pwd.getpwnam(process.user)
+        except KeyError:
+            add("process.user", f"no such user {process.user!r}")
+    elif process.group is not None:
+        add("process.group", "a group needs 'user' too")
+    if process.group is not None:
+        try:
+            grp.getgrnam(process.group)
+        except KeyError:
+            add("process.group", f"no such group {process.group!r}")
 
 
 def _check_provision(upstream: ProvisionUpstream, at: str, file: str,
@@ -729,6 +770,12 @@ def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
     for name in ("prune_threshold", "prune_interval", "minimum_register_interval"):
         if getattr(config.registry, name) <= 0:
             add(f"registry.{name}", "expected a positive number of seconds")
+    if config.registry.empty_pool_timeout < 0:
+        add("registry.empty_pool_timeout", "expected 0 or more seconds")
+    if config.registry.routing_table_sharding_mode == "segments" \
+            and not config.registry.isolation_segments:
+        add("registry.isolation_segments",
+            "expected at least one segment: routing_table_sharding_mode is 'segments'")
     if config.admin is not None:
         try:
             parse_listen(config.admin.listen)

@@ -60,6 +60,7 @@ def test_dashboard_asks_for_the_token_then_renders_routes_and_a_live_chart(
             expect(page.locator("#app")).to_be_visible()
             expect(page.locator("#routes tbody")).to_contain_text("shop.example.com/api")
             expect(page.locator("#routes tbody")).to_contain_text("127.0.0.1:7002")
+            expect(page.locator("#routes tbody")).to_contain_text("serving")
             expect(page.locator("#listeners tbody")).to_contain_text("front")
             expect(page.locator("#upstreams tbody")).to_contain_text(backend.address)
             expect(page.locator("#upstreams tbody")).to_contain_text("healthy")

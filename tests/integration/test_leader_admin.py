@@ -191,8 +191,9 @@ def test_routes_command_prints_a_table(
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[0] == "ROUTES (1)"
-    assert lines[1].split() == ["ROUTE", "ENDPOINT", "SOURCE", "APP", "EXPIRES"]
-    assert lines[3].split() == ["api.example.com", "127.0.0.1:7003", "admin", "api", "-"]
+    assert lines[1].split() == ["ROUTE", "ENDPOINT", "SOURCE", "APP", "EXPIRES", "STATE"]
+    assert lines[3].split() == ["api.example.com", "127.0.0.1:7003", "admin", "api", "-",
+                                "serving"]
     assert ["backend", backend.address, "healthy", "0", "1", "0"] in [
         line.split() for line in lines]
     refused = _command("routes", "--admin", base, "--token", "wrong")

@@ -52,3 +52,44 @@ def test_example_config_loads_and_yields_static_routes() -> None:
     messages = static_messages(config)
     assert [m.uris for m in messages] == [("status.example.com",)]
     assert messages[0].tags == {"component": "status"}
+
+
+def test_sharding_and_empty_pool_settings() -> None:
+    registry = loads("").registry
+    assert (registry.routing_table_sharding_mode, registry.isolation_segments,
+            registry.empty_pool_response_code_503, registry.empty_pool_timeout) == \
+        ("all", [], False, 0.0)
+    text = """
+[registry]
+routing_table_sharding_mode = "segments"
+empty_pool_timeout = -1
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, "f.toml")
+    found = {(issue.path, issue.line) for issue in caught.value.issues}
+    assert found == {("registry.isolation_segments", 2), ("registry.empty_pool_timeout", 4)}
+    with pytest.raises(ConfigError, match=r"f.toml:3: registry.routing_table_sharding_mode"):
+        loads('\n[registry]\nrouting_table_sharding_mode = "some"\n', "f.toml")
+    with pytest.raises(ConfigError, match=r"registry\.empty_pool_timout: unknown key"):
+        loads("[registry]\nempty_pool_timout = 5\n")
+
+
+def test_routes_bucket_default_off_switch_and_bad_name() -> None:
+    config = loads("[nats]\n")
+    assert config.nats is not None and config.nats.routes_bucket == "pointsman_routes"
+    off = loads('[nats]\nroutes_bucket = ""\n')
+    assert off.nats is not None and off.nats.routes_bucket == ""
+    with pytest.raises(ConfigError) as caught:
+        loads('[nats]\nroutes_bucket = "a.b"\n', "f.toml")
+    assert [issue.path for issue in caught.value.issues] == ["nats.routes_bucket"]
+
+
+def test_process_user_and_group_must_exist() -> None:
+    config = loads('[process]\nuser = "nobody"\n')
+    assert config.process.user == "nobody" and config.process.group is None
+    with pytest.raises(ConfigError) as caught:
+        loads('[process]\ngroup = "nogroup"\n', "f.toml")
+    assert [issue.path for issue in caught.value.issues] == ["process.group"]
+    with pytest.raises(ConfigError) as caught:
+        loads('[process]\nuser = "no-such-user-here"\n', "f.toml")
+    assert [(issue.path, issue.line) for issue in caught.value.issues] == [("process.user", 2)]

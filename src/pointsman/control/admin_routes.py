@@ -19,9 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from pointsman.control.admin import Admin, HttpError, Request, Response
 from pointsman.discovery.driver import RegistryDriver
+from pointsman.discovery.registry import Registry
 from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
-__all__ = ["install_health", "install_metrics", "install_routes"]
+__all__ = ["check_shard", "install_health", "install_metrics", "install_routes"]
 
 
 def install_health(admin: Admin, healthy: Callable[[], bool]) -> None:
@@ -48,6 +49,7 @@ def install_routes(admin: Admin, driver: RegistryDriver) -> None:
 
     async def add_route(request: Request) -> Response:
         message = _message(request)
+        check_shard(registry, message)
         refused = registry.refused
         changed = driver.register(message, "admin")
         driver.publish_now()
@@ -57,6 +59,7 @@ def install_routes(admin: Admin, driver: RegistryDriver) -> None:
 
     async def remove_route(request: Request) -> Response:
         message = _message(request)
+        check_shard(registry, message)
         refused = registry.refused
         changed = driver.unregister(message, "admin")
         driver.publish_now()
@@ -69,6 +72,15 @@ def install_routes(admin: Admin, driver: RegistryDriver) -> None:
     admin.add("GET", "/routes", list_routes)
     admin.add("POST", "/routes", add_route)
     admin.add("DELETE", "/routes", remove_route)
+
+
+def check_shard(registry: Registry, message: RegistryMessage) -> None:
+    """409 for an endpoint this router does not take (routing_table_sharding_mode)."""
+    if not registry.accepts(message, "admin"):
+        registry.outside_shard += 1
+        raise HttpError(409, f"isolation_segment {message.isolation_segment!r} is not served "
+                             f"here (routing_table_sharding_mode = "
+                             f"{registry.sharding_mode!r})")
 
 
 def _message(request: Request) -> RegistryMessage:

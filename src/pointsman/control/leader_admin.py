@@ -13,7 +13,8 @@ in ``control.openapi``; the two must not drift (a test compares them).
   worker at once and are persisted (``GET /routes?workers=1``: each worker's
   own table, to check they agree);
 * ``GET /upstreams``: each endpoint's health, connections and totals, summed
-  over the workers; ``POST /drain``: take one endpoint out of balancing;
+  over the workers; ``POST /drain``: take one endpoint of an upstream, or of
+  an HTTP route key (``{"route": ..., "endpoint": ...}``), out of balancing;
 * ``GET /connections``: open connections, per listener and a sample;
 * ``POST /reload``: the HUP reload, answering with its errors when refused;
 * ``GET /metrics``: Prometheus, one exposition for all workers;
@@ -34,11 +35,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pointsman.config import Upstream
 from pointsman.control.admin import Admin, HttpError, Request, Response
-from pointsman.control.admin_routes import install_health
+from pointsman.control.admin_routes import check_shard, install_health
 from pointsman.control.metrics import family_names, process_families, render
 from pointsman.control.openapi import OPENAPI
 from pointsman.control.provision_admin import install_provision, merge_worker_states
 from pointsman.control.worker_ops import WORKER_CALLS
+from pointsman.routing.table import route_key
 from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
 if TYPE_CHECKING:
@@ -63,8 +65,9 @@ def redact(value: Any) -> Any:
 
 
 class _DrainBody(msgspec.Struct, forbid_unknown_fields=True):
-    upstream: str
     endpoint: str
+    upstream: str | None = None
+    route: str | None = None
     drain: bool = True
 
 
@@ -74,6 +77,8 @@ def install_leader(admin: Admin, leader: Leader) -> None:
     async def status(request: Request) -> Response:
         body = leader.status()
         body["admin_state"] = leader.state.describe()
+        if leader.kv is not None:
+            body["admin_state"]["bucket"] = leader.kv.describe()
         return Response.json(body)
 
     async def stats(request: Request) -> Response:
@@ -113,6 +118,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
 
     async def add_route(request: Request) -> Response:
         message = _message(request)
+        check_shard(leader.plane.registry, message)
         driver = _driver(leader)
         refused = leader.plane.registry.refused
         changed = driver.register(message, "admin")
@@ -124,6 +130,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
 
     async def remove_route(request: Request) -> Response:
         message = _message(request)
+        check_shard(leader.plane.registry, message)
         driver = _driver(leader)
         refused = leader.plane.registry.refused
         changed = driver.unregister(message, "admin")
@@ -152,6 +159,11 @@ def install_leader(admin: Admin, leader: Leader) -> None:
 
     async def drain(request: Request) -> Response:
         body = request.json(_DrainBody)
+        if (body.upstream is None) == (body.route is None):
+            raise HttpError(400, "expected exactly one of 'upstream' or 'route'")
+        if body.route is not None:
+            return drain_route(body.route, body.endpoint, body.drain)
+        assert body.upstream is not None
         upstream = leader.config.upstreams.get(body.upstream)
         if upstream is None:
             raise HttpError(404, f"no upstream named {body.upstream!r}")
@@ -163,6 +175,16 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         leader.drain(body.upstream, body.endpoint, body.drain)
         return Response.json({"upstream": body.upstream, "endpoint": body.endpoint,
                               "draining": body.drain})
+
+    def drain_route(route: str, endpoint: str, on: bool) -> Response:
+        registry = leader.plane.registry
+        known = any(entry.endpoint.address == endpoint
+                    for entry in registry.registrations_of(route))
+        if not known and not (not on and registry.is_drained(route, endpoint)):
+            raise HttpError(404, f"route {route!r} has no endpoint {endpoint!r}")
+        key = route_key(route)
+        leader.drain_route(key, endpoint, on)
+        return Response.json({"route": key, "endpoint": endpoint, "draining": on})
 
     async def connections(request: Request) -> Response:
         replies = await leader.ask("connections")

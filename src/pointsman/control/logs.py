@@ -37,6 +37,7 @@ class JsonLog:
         self.enabled = target != "off"
         self._stream: IO[bytes] | None = None
         self._pending: list[bytes] = []
+        self.reopen_failed = 0
         self.reopen()
 
     def reopen(self) -> None:
@@ -48,7 +49,15 @@ class JsonLog:
         elif self.target == "stderr":
             self._stream = sys.stderr.buffer
         elif self.enabled:
-            self._stream = open(self.target, "ab")  # noqa: SIM115 - owned until reopen/close
+            try:
+                self._stream = open(self.target, "ab")  # noqa: SIM115 - owned until reopen/close
+            except OSError:
+                if old is None:
+                    raise
+                # A worker that dropped its privileges may not open the file again
+                # (a folder it cannot enter): it keeps writing where it wrote.
+                self.reopen_failed += 1
+                return
         if old is not None and old not in (sys.stdout.buffer, sys.stderr.buffer):
             old.close()
 

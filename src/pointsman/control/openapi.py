@@ -132,15 +132,22 @@ OPENAPI: dict[str, Any] = {
                                "type": "array",
                                "items": {"$ref": "#/components/schemas/Endpoint"}}}),
         "/drain": {"post": {
-            "summary": "Stop sending new connections to one endpoint (or resume: drain=false)",
-            "requestBody": _json({"type": "object", "required": ["upstream", "endpoint"],
+            "summary": "Stop sending new connections or requests to one endpoint of an "
+                       "upstream or of an HTTP route key; in-flight ones finish "
+                       "(or resume: drain=false)",
+            "requestBody": _json({"type": "object", "required": ["endpoint"],
+                                  "oneOf": [{"required": ["upstream"]},
+                                            {"required": ["route"]}],
                                   "properties": {"upstream": {"type": "string"},
+                                                 "route": {"type": "string",
+                                                           "description": "a route key, "
+                                                           "e.g. api.example.com/v1"},
                                                  "endpoint": {"type": "string"},
                                                  "drain": {"type": "boolean",
                                                            "default": True}}},
                                  "which endpoint"),
             "responses": {"200": _json(_OBJECT, "applied in every worker; persisted"),
-                          "404": _ERROR, **_UNAUTHORIZED}}},
+                          "400": _ERROR, "404": _ERROR, **_UNAUTHORIZED}}},
         "/workers/{name}": {"get": {
             "summary": "Every worker's answer to a named question (upstreams, connections, "
                        "routes, and what subsystems register: gateway, provision, ...)",

@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
 from pointsman import __version__
 from pointsman.config import Config, ConfigError, ProvisionUpstream, parse_listen, resolve_path
 from pointsman.control import notify
 from pointsman.control.admin import Admin
+from pointsman.control.admin_kv import AdminKv
 from pointsman.control.admin_state import AdminState, default_state_file
 from pointsman.control.channel import Channel
 from pointsman.control.daemon import remove_pidfile, write_pidfile
@@ -55,6 +57,7 @@ from pointsman.control.fanout import (
 from pointsman.control.leader_admin import install_leader
 from pointsman.control.logs import JsonLog
 from pointsman.control.metrics import Aggregator
+from pointsman.control.privileges import hand_over, identity_of, require
 from pointsman.control.runtime import SHARED_SOCKETS
 from pointsman.control.sockets import SocketTable, format_address
 from pointsman.control.supervise import Backoff, StartFailed, Worker, describe_status
@@ -67,6 +70,7 @@ __all__ = ["Leader", "serve", "worker_count"]
 
 FAST_STOP_TIMEOUT = 5.0
 WORKER_SWEEP_TIMEOUT = 10.0
+KV_FIRST_SYNC_WAIT = 3.0  # seconds "ready" waits for the routes bucket when NATS is up
 KILL_WAIT = 2.0
 CALL_TIMEOUT = 2.0
 
@@ -111,6 +115,7 @@ class Leader:
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.plane = LeaderRoutePlane(config, self.events, self.metrics_registry)
         self.state = AdminState(_state_file(config, config_path))
+        self.kv: AdminKv | None = None  # the cluster's copy of ``state.routes``, with NATS
         self.admin: Admin | None = None
         self.aggregator = Aggregator()
         self.restarts = 0
@@ -166,7 +171,14 @@ class Leader:
         if driver is not None:
             for body in self.state.bodies():
                 driver.register(decode_registration(body), "admin")
+            for route, endpoint in self.state.drained_routes:
+                driver.registry.set_drained(route, endpoint, True)
             driver.publish_now()
+        nats = self.config.nats
+        if nats is not None and nats.routes_bucket and driver is not None:
+            self.kv = AdminKv(nats.routes_bucket, self._nats_client, self.state,
+                              self.shared_route_changed, self.events)
+            await self.kv.start(wait=KV_FIRST_SYNC_WAIT)
         await self._start_admin(self.config)
 
     async def _start_admin(self, config: Config) -> None:
@@ -214,6 +226,9 @@ class Leader:
 
     def _prepare(self, config: Config) -> Config:
         """Bind what ``config`` listens on; the config the workers get (ports made concrete)."""
+        identity = identity_of(config.process)
+        require(identity)  # before anything is bound: a clear error, not a half start
+        hand_over((config.logging.access, config.logging.events), identity)
         slots = worker_count(config)
         listeners = []
         for listener in config.listeners:
@@ -263,6 +278,8 @@ class Leader:
                           generation=generation, channel=theirs,
                           inherited=self.sockets.for_slot(slot),
                           admin_routes=self.state.bodies(), drained=set(self.state.drained),
+                          drained_routes=set(self.state.drained_routes),
+                          identity=identity_of(config.process),
                           nats_routes=self._nats_routes())
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -442,6 +459,8 @@ class Leader:
 
     async def reopen_logs(self) -> None:
         self.events.reopen()
+        logging = self.config.logging
+        hand_over((logging.access, logging.events), identity_of(self.config.process))
         for worker in list(self.workers.values()):
             worker.send(signal.SIGUSR1)
         self.events.event("info", "logs_reopened")
@@ -468,6 +487,8 @@ class Leader:
         await sweep_leftovers(self.config, self.events)  # what crashed workers left behind
         if self.admin is not None:
             await self.admin.close()
+        if self.kv is not None:
+            await self.kv.stop()
         await self.plane.stop()
         if self.pidfile is not None:
             remove_pidfile(self.pidfile)
@@ -503,12 +524,46 @@ class Leader:
             self.state.registered(message)
         else:
             self.state.unregistered(message)
+        if self.kv is not None:
+            self.kv.changed(op, message)
+
+    def shared_route_changed(self, op: str, message: RegistryMessage) -> None:
+        """A change another router made in the routes bucket: here too, as if made here."""
+        driver = self.plane.driver
+        if driver is None:
+            return
+        if op == "register":
+            driver.register(message, "admin")
+        else:
+            driver.unregister(message, "admin")
+        driver.publish_now()
+        self.broadcast({"type": "route", "op": op,
+                        "body": encode_registration(message).decode()})
+        if op == "register":
+            self.state.registered(message)
+        else:
+            self.state.unregistered(message)
+        self.events.event("info", "shared_route_applied", op=op, uris=list(message.uris),
+                          endpoint=f"{message.host}:{message.endpoint_port}")
+
+    def _nats_client(self) -> Client | None:
+        return self.plane.nats.client if self.plane.nats is not None else None
 
     def drain(self, upstream: str, endpoint: str, on: bool) -> None:
         self.state.drain(upstream, endpoint, on)
         self.broadcast({"type": "drain", "upstream": upstream, "endpoint": endpoint, "on": on})
         self.events.event("info", "endpoint_drained" if on else "endpoint_undrained",
                           upstream=upstream, endpoint=endpoint)
+
+    def drain_route(self, route: str, endpoint: str, on: bool) -> None:
+        """One endpoint of one HTTP route key out of (or back into) every worker's table."""
+        driver = self.plane.driver
+        if driver is not None and driver.registry.set_drained(route, endpoint, on):
+            driver.publish_now()
+        self.state.drain_route(route, endpoint, on)
+        self.broadcast({"type": "drain", "route": route, "endpoint": endpoint, "on": on})
+        self.events.event("info", "endpoint_drained" if on else "endpoint_undrained",
+                          route=route, endpoint=endpoint)
 
     async def refresh_stats(self) -> None:
         """Fresh counters from every worker, so a scrape sees requests made just before it."""

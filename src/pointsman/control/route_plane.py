@@ -35,7 +35,7 @@ class RoutePlane:
         self.events = events
         self.metrics = metrics
         self.holder = TableHolder()
-        self.registry = Registry(config.registry.prune_threshold, holder=self.holder)
+        self.registry = Registry.from_settings(config.registry, holder=self.holder)
         self.driver: RegistryDriver | None = None
         self.nats: NatsRegistry | None = None
         self._collector: RegistryCollector | None = None

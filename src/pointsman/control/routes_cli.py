@@ -59,9 +59,10 @@ def render_tables(routes: dict[str, list[dict[str, Any]]],
             route_rows.append([uri, str(endpoint.get("address", "")),
                                str(endpoint.get("source", "")),
                                str(endpoint.get("app") or "-"),
-                               "-" if expires is None else f"{expires:.0f}s"])
+                               "-" if expires is None else f"{expires:.0f}s",
+                               "draining" if endpoint.get("draining") else "serving"])
     out.append(f"ROUTES ({len(routes)})")
-    out += _table(["ROUTE", "ENDPOINT", "SOURCE", "APP", "EXPIRES"], route_rows, {4}) \
+    out += _table(["ROUTE", "ENDPOINT", "SOURCE", "APP", "EXPIRES", "STATE"], route_rows, {4}) \
         if route_rows else ["  (none)"]
     upstream_rows = []
     for name in sorted(upstreams):

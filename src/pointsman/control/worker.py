@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from pointsman.config import Config
 from pointsman.control import probes
 from pointsman.control.channel import Channel
+from pointsman.control.privileges import Identity, drop
 from pointsman.control.runtime import Runtime
 from pointsman.control.worker_ops import WorkerOps
 
@@ -59,7 +60,9 @@ class WorkerSpec:
     inherited: dict[str, list[socket.socket]]
     admin_routes: list[str] = field(default_factory=list)  # registration bodies, in order
     drained: set[tuple[str, str]] = field(default_factory=set)  # (upstream, endpoint)
+    drained_routes: set[tuple[str, str]] = field(default_factory=set)  # (route key, endpoint)
     nats_routes: list[str] = field(default_factory=list)  # the leader's NATS routes now
+    identity: Identity | None = None  # ``[process] user``: who to become before serving
 
     def descriptors(self) -> set[int]:
         fds = {self.channel.fileno()}
@@ -147,12 +150,15 @@ async def _serve(spec: WorkerSpec) -> int:
                       lambda: runtime._spawn(lambda: runtime.stop(graceful=True)))
     channel.start()
     try:
+        drop(spec.identity)  # the logs are open; nothing is served or loaded yet
         await runtime.start(announce=False)
         for body in spec.nats_routes:
             ops.apply_route("register", body, "nats")
         for body in spec.admin_routes:
             ops.apply_route("register", body)
         ops.apply_drained()
+        for route, endpoint in spec.drained_routes:
+            ops.drain_route(route, endpoint, True)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
         runtime.events.event("error", "start_failed", pid=os.getpid(), error=error)

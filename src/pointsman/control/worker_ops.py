@@ -6,8 +6,9 @@ the worker's channel:
 
 * ``route`` -- an admin-API route change, applied to this worker's registry
   exactly as the leader applied it to its own (so every worker routes alike);
-* ``drain`` -- take one upstream endpoint out of balancing (its open
-  connections finish) or put it back;
+* ``drain`` -- take one upstream endpoint, or one endpoint of an HTTP route
+  key, out of balancing (its open connections and requests finish) or put it
+  back;
 * ``call`` -- a question (``upstreams``, ``connections``, ``routes``) answered with a
   ``reply`` carrying the same ``id``.
 
@@ -56,6 +57,9 @@ class WorkerOps:
         if kind == "route":
             source: Source = "nats" if message.get("source") == "nats" else "admin"
             self.apply_route(str(message.get("op")), str(message.get("body", "")), source)
+        elif kind == "drain" and message.get("route") is not None:
+            self.drain_route(str(message.get("route")), str(message.get("endpoint")),
+                             bool(message.get("on", True)))
         elif kind == "drain":
             self.drain(str(message.get("upstream")), str(message.get("endpoint")),
                        bool(message.get("on", True)))
@@ -98,6 +102,12 @@ class WorkerOps:
         else:
             self.drained.discard((upstream, endpoint))
         self.apply_drained()
+
+    def drain_route(self, route: str, endpoint: str, on: bool) -> None:
+        """The route table's next snapshot leaves ``endpoint`` out of ``route`` (or not)."""
+        driver = self.runtime.routes.driver
+        if driver is not None and driver.registry.set_drained(route, endpoint, on):
+            driver.publish_now()
 
     def apply_drained(self) -> None:
         """Drained endpoints rest for ever; undrained ones are available again at once."""

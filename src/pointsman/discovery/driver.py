@@ -10,6 +10,11 @@ admin API) call ``publish_now`` so their reply reflects the change.
 Pruning runs every ``prune_interval``; ``suspend`` stops it (NATS is
 unreachable) and ``resume_after`` restarts it after a delay, freshening
 every endpoint first, as gorouter does after a reconnect.
+
+Empty pools the registry keeps (``empty_pool_timeout``) are deleted by a
+timer of their own, armed for the oldest one, so a worker (which never
+prunes) drops them on time too. Messages stamped with
+``endpoint_updated_at_ns`` feed the ``route_registration_latency`` histogram.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import gc
 import time
 from typing import Any, Protocol
 
+from pointsman.discovery.latency import RegistrationLatency
 from pointsman.discovery.registry import Registry, Source
 from pointsman.wire.gorouter import RegistryMessage
 
@@ -78,10 +84,12 @@ class RegistryDriver:
         self.events = events
         self.publishes = 0
         self.last_publish_seconds = 0.0
+        self.latency = RegistrationLatency()
         self._frozen_at = 0
         self._publish_handle: asyncio.TimerHandle | None = None
         self._prune_handle: asyncio.TimerHandle | None = None
         self._resume_handle: asyncio.TimerHandle | None = None
+        self._empty_handle: asyncio.TimerHandle | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -90,11 +98,16 @@ class RegistryDriver:
         self._prune_handle = self.loop.call_later(self.prune_interval, self._prune_tick)
 
     def stop(self) -> None:
-        for handle in (self._publish_handle, self._prune_handle, self._resume_handle):
+        for handle in (self._publish_handle, self._prune_handle, self._resume_handle,
+                       self._empty_handle):
             if handle is not None:
                 handle.cancel()
         self._publish_handle = self._prune_handle = self._resume_handle = None
+        self._empty_handle = None
         self.publish_now()
+        if self._empty_handle is not None:  # armed by that last publish
+            self._empty_handle.cancel()
+            self._empty_handle = None
 
     # -- changes --------------------------------------------------------------------
 
@@ -102,6 +115,8 @@ class RegistryDriver:
         return self.loop.time()
 
     def register(self, message: RegistryMessage, source: Source = "nats") -> int:
+        if message.endpoint_updated_at_ns and source == "nats":
+            self.latency.observe_stamp(message.endpoint_updated_at_ns, time.time_ns())
         changed = self.registry.register(message, self.loop.time(), source)
         if changed:
             self.changed()
@@ -130,12 +145,32 @@ class RegistryDriver:
         self.registry.publish()
         self.last_publish_seconds = time.perf_counter() - started
         self.publishes += 1
+        if self.registry.keep_empty_pools:
+            self._arm_empty()
         if self.registry.endpoint_count - self._frozen_at >= GC_FREEZE_GROWTH:
             gc.collect()
             gc.freeze()
             self._frozen_at = self.registry.endpoint_count
         elif self.registry.endpoint_count < self._frozen_at:
             self._frozen_at = self.registry.endpoint_count
+
+    # -- empty pools ----------------------------------------------------------------
+
+    def _arm_empty(self) -> None:
+        """Wake when the oldest kept empty pool is due (if no wake-up is set yet)."""
+        if self._empty_handle is not None:
+            return
+        due = self.registry.next_empty_expiry
+        if due is not None:
+            self._empty_handle = self.loop.call_at(due, self._expire_empty)
+
+    def _expire_empty(self) -> None:
+        self._empty_handle = None
+        expired = self.registry.expire_empty_pools(self.loop.time())
+        if expired:
+            self.publish_now()
+            self._event("info", "empty_pools_deleted", count=len(expired), routes=expired[:20])
+        self._arm_empty()
 
     # -- pruning --------------------------------------------------------------------
 

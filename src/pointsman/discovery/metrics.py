@@ -3,7 +3,8 @@
 The registry keeps plain integer counters (no per-message lock or label
 lookup on the ingest path); this collector turns them into metric families
 when ``/metrics`` is scraped. Names follow gorouter's where it has one
-(``total_routes``, ``ms_since_last_registry_update``, ``routes_pruned``).
+(``total_routes``, ``ms_since_last_registry_update``, ``routes_pruned``,
+``route_registration_latency``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from pointsman.discovery.driver import RegistryDriver
@@ -50,8 +51,24 @@ class RegistryCollector(Collector):
         yield _counter("pointsman_registry_refused",
                        "changes refused because a higher-ranked source owns the endpoint",
                        registry.refused)
+        yield _counter("pointsman_registry_outside_shard",
+                       "registrations and unregistrations ignored because their "
+                       "isolation_segment is not served (routing_table_sharding_mode)",
+                       registry.outside_shard)
+        yield _counter("pointsman_registry_unmodified",
+                       "puts and unregisters ignored because the endpoint has a newer "
+                       "modification tag", registry.unmodified)
+        yield _counter("pointsman_registry_empty_pools_deleted",
+                       "empty pools deleted after empty_pool_timeout",
+                       registry.empty_pools_expired)
         yield _counter("pointsman_registry_publishes", "route table snapshots published",
                        self.driver.publishes)
+        latency = self.driver.latency
+        histogram = HistogramMetricFamily(
+            "pointsman_registry_route_registration_latency_seconds",
+            "age of router.register messages stamped with endpoint_updated_at_ns on arrival")
+        histogram.add_metric([], latency.buckets(), latency.total)
+        yield histogram
         yield _gauge("pointsman_registry_total_routes", "route keys in the table", len(registry))
         yield _gauge("pointsman_registry_published_routes",
                      "route keys in the published table (what requests see)",

@@ -9,6 +9,13 @@ three sources, ranked so an operator's intent is never undone by a heartbeat:
 
 A source may change or remove only what its own rank or a lower one put there.
 
+An operator may *drain* one endpoint of one route key (``set_drained``): it
+stays registered and listed (``draining: true``) but is left out of the
+published pool, so no worker picks it for a new request while requests it
+is already serving finish. The intent outlives the endpoint: a drained
+endpoint that is unregistered and registered again is still drained. Drained
+endpoints never reach the per-request path, which therefore pays nothing.
+
 The rules follow gorouter's registry.go and route/pool.go:
 
 * an endpoint is keyed per route key by ``host:port`` (``tls_port`` when set);
@@ -20,7 +27,26 @@ The rules follow gorouter's registry.go and route/pool.go:
 * while pruning is suspended (NATS unreachable) nothing is pruned, and
   ``resume_pruning`` first marks every endpoint fresh (``freshenRoutes``);
 * a valid ``options.loadbalancing`` sets the whole pool's balancing; an
-  invalid one is counted and the pool keeps what it had.
+  invalid one is counted and the pool keeps what it had;
+* a registration outside this router's shard (``routing_table_sharding_mode``
+  and ``isolation_segments``) is counted and ignored, register or unregister;
+  the file's own routes are never filtered;
+* putting an endpoint that is already there returns ``UPDATED``, or
+  ``UNMODIFIED`` when the stored ``ModificationTag`` is newer than the one
+  given (the endpoint stays as it was); either way its heartbeat is
+  refreshed. An unregister removes it only with the same or a newer tag.
+  gorouter's NATS messages carry no tag (``endpoint_updated_at_ns`` only
+  feeds the ``route_registration_latency`` metric), so over NATS every put
+  is ``UPDATED`` and every unregister removes;
+* pointsman has no route services, so a pool with a ``route_service_url``
+  is published without endpoints and its requests get 502
+  ``route_service_unsupported``, as gorouter answers when route services are
+  disabled: a request never goes around the service meant to see it;
+* a pool whose last endpoint goes away is deleted at once, unless
+  ``keep_empty_pools`` (``empty_pool_response_code_503`` with an
+  ``empty_pool_timeout``) is set: then it stays, empty, for that long, so
+  requests get 503 ``no_endpoints`` instead of 404, and ``expire_empty_pools``
+  deletes it afterwards.
 
 Changes are cheap and publishing is separate: ``register`` and friends mark
 route keys dirty, and ``publish`` turns only those keys into a new
@@ -31,20 +57,91 @@ in; nothing here reads a clock or does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import enum
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
+from pointsman.config import RegistryConfig
 from pointsman.routing.table import Endpoint, RoutePool, RouteTable, TableHolder, route_key
 from pointsman.wire.gorouter import LOAD_BALANCING, RegistryMessage
 
-__all__ = ["RANKS", "Registration", "Registry", "Source", "endpoint_of"]
+__all__ = [
+    "RANKS",
+    "SHARDING_MODES",
+    "ModificationTag",
+    "PutResult",
+    "Registration",
+    "Registry",
+    "Source",
+    "endpoint_of",
+    "in_shard",
+]
 
 Source = Literal["nats", "admin", "static"]
 RANKS: dict[str, int] = {"nats": 0, "admin": 1, "static": 2}
+SHARDING_MODES = ("all", "segments", "shared-and-segments")
 
 _GOROUTER_BALANCE = {ours: theirs for theirs, ours in LOAD_BALANCING.items()}
+
+
+class PutResult(enum.Enum):
+    """What putting one endpoint under one route key did (gorouter's ``PoolPutResult``).
+
+    ``REFUSED`` is pointsman's: a higher-ranked source owns that endpoint.
+    """
+
+    ADDED = "added"
+    UPDATED = "updated"
+    UNMODIFIED = "unmodified"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ModificationTag:
+    """gorouter's ``models.ModificationTag``: which of two versions of an endpoint is newer.
+
+    Versions with different ``guid``s are unordered (the newer one is whichever
+    arrives), and an empty ``guid`` orders nothing, as in gorouter.
+    """
+
+    guid: str = ""
+    index: int = 0
+
+    def succeeded_by(self, other: ModificationTag | None) -> bool:
+        """Whether ``other`` may replace a version tagged ``self`` (``SucceededBy``)."""
+        if other is None or not self.guid or not other.guid:
+            return True
+        return self.guid != other.guid or self.index < other.index
+
+
+def _replaceable(old: ModificationTag | None, new: ModificationTag | None) -> bool:
+    return old is None or old.succeeded_by(new)
+
+
+def _removable(old: ModificationTag | None, new: ModificationTag | None) -> bool:
+    """The same tag or a newer one may remove an endpoint."""
+    return old is None or old == new or old.succeeded_by(new)
+
+
+def in_shard(segment: str, mode: str, segments: Collection[str]) -> bool:
+    """gorouter's ``endpointInRouterShard``: does this router take that segment's endpoints."""
+    if mode == "segments":
+        return segment in segments
+    if mode == "shared-and-segments":
+        return not segment or segment in segments
+    return True
+
+
+def _protocol(protocol: str) -> str:
+    """``""`` reads as ``http1``; ``http2`` too, as in gorouter with ``enable_http2`` off.
+
+    pointsman speaks HTTP/1.1 to its backends, so an ``http2`` endpoint is
+    reached (and listed) as ``http1``, which gorouter does when HTTP/2 is disabled.
+    """
+    return "http1" if protocol in ("", "http1", "http2") else protocol
 
 
 def endpoint_of(message: RegistryMessage) -> Endpoint:
@@ -70,14 +167,15 @@ class Registration(msgspec.Struct, gc=False):
     stale_after: float
     availability_zone: str = ""
     isolation_segment: str = ""
-    protocol: str = ""
+    protocol: str = "http1"
+    tag: ModificationTag | None = None
 
     def same_as(self, endpoint: Endpoint, source: str, message: RegistryMessage) -> bool:
         """Equal in everything a request or ``/routes`` can see, apart from age."""
         return (self.endpoint == endpoint and self.source == source
                 and self.availability_zone == message.availability_zone
                 and self.isolation_segment == message.isolation_segment
-                and self.protocol == message.protocol)
+                and self.protocol == _protocol(message.protocol))
 
 
 class _Pool:
@@ -88,16 +186,39 @@ class _Pool:
         self.balance = balance
 
 
+class _Put(msgspec.Struct, gc=False):
+    """What every route key of one registration shares, worked out once."""
+
+    message: RegistryMessage
+    endpoint: Endpoint
+    source: str
+    rank: int
+    stale_after: float
+    balance: str | None
+    tag: ModificationTag | None
+
+
 class Registry:
     """Endpoints by route key; publishes changed keys into ``holder`` on ``publish``."""
 
     def __init__(self, prune_threshold: float = 120.0, default_balance: str = "round_robin",
-                 holder: TableHolder | None = None) -> None:
+                 holder: TableHolder | None = None, *, sharding_mode: str = "all",
+                 isolation_segments: Iterable[str] = (),
+                 keep_empty_pools: float = 0.0) -> None:
+        if sharding_mode not in SHARDING_MODES:
+            raise ValueError(f"unknown routing_table_sharding_mode {sharding_mode!r}")
         self.prune_threshold = prune_threshold
         self.default_balance = default_balance
         self.holder = holder if holder is not None else TableHolder()
+        self.sharding_mode = sharding_mode
+        self.isolation_segments = frozenset(isolation_segments)
+        self.keep_empty_pools = keep_empty_pools
         self._pools: dict[str, _Pool] = {}
+        # Empty pools kept for ``keep_empty_pools``: key -> when it became empty.
+        # Insertion order is emptying order, so the first one expires first.
+        self._empty: dict[str, float] = {}
         self._dirty: set[str] = set()
+        self._drained: set[tuple[str, str]] = set()  # (route key, endpoint address)
         self._suspended = False
         self.endpoint_count = 0
         # Plain counters, read by the metrics collector at scrape time.
@@ -106,65 +227,124 @@ class Registry:
         self.pruned = 0
         self.invalid_balancing = 0
         self.refused = 0
+        self.unmodified = 0
+        self.outside_shard = 0
+        self.empty_pools_expired = 0
         self.last_update: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: RegistryConfig,
+                      holder: TableHolder | None = None) -> Registry:
+        """A registry for a ``RegistryConfig``: thresholds, sharding, empty-pool rule."""
+        keep = settings.empty_pool_timeout if settings.empty_pool_response_code_503 else 0.0
+        return cls(settings.prune_threshold, holder=holder,
+                   sharding_mode=settings.routing_table_sharding_mode,
+                   isolation_segments=settings.isolation_segments, keep_empty_pools=keep)
+
+    def accepts(self, message: RegistryMessage, source: Source = "nats") -> bool:
+        """Whether ``message`` is in this router's shard (the file's routes always are)."""
+        return source == "static" or in_shard(message.isolation_segment, self.sharding_mode,
+                                              self.isolation_segments)
 
     # -- changes --------------------------------------------------------------------
 
-    def register(self, message: RegistryMessage, now: float, source: Source = "nats") -> int:
+    def register(self, message: RegistryMessage, now: float, source: Source = "nats",
+                 tag: ModificationTag | None = None) -> int:
         """Add or refresh ``message``'s endpoint under each of its uris.
 
         Returns how many route keys changed in a way requests can see (0 for a
-        pure heartbeat), so the caller knows whether a publish is due.
+        pure heartbeat, or a message outside this router's shard), so the
+        caller knows whether a publish is due.
         """
+        if self.sharding_mode != "all" and not self.accepts(message, source):
+            self.outside_shard += 1
+            return 0
         self.registrations += 1
         self.last_update = now
+        put = self._prepare(message, source, tag)
+        changed = 0
+        for uri in message.uris:
+            key = route_key(uri)
+            if key and self._put(key, put, now)[1]:
+                self._dirty.add(key)
+                changed += 1
+        return changed
+
+    def put(self, uri: str, message: RegistryMessage, now: float, source: Source = "nats",
+            tag: ModificationTag | None = None) -> PutResult:
+        """Put ``message``'s endpoint under ``uri`` alone; what that did (gorouter's ``Put``).
+
+        Unlike ``register`` this neither counts a registration nor filters by shard.
+        """
+        key = route_key(uri)
+        result, dirty = self._put(key, self._prepare(message, source, tag), now)
+        if dirty:
+            self._dirty.add(key)
+        return result
+
+    def _prepare(self, message: RegistryMessage, source: Source,
+                 tag: ModificationTag | None) -> _Put:
         threshold = message.stale_threshold_in_seconds
         if threshold <= 0 or threshold > self.prune_threshold:
             stale_after = self.prune_threshold
         else:
             stale_after = float(threshold)
-        endpoint = endpoint_of(message)
-        address = endpoint.address
         balance = LOAD_BALANCING.get(message.load_balancing) if message.load_balancing else None
         if message.load_balancing and balance is None:
             self.invalid_balancing += 1
-        rank = RANKS[source]
-        pools = self._pools
-        changed = 0
-        for uri in message.uris:
-            key = route_key(uri)
-            if not key:
-                continue
-            pool = pools.get(key)
-            if pool is None:
-                pool = pools[key] = _Pool(self.default_balance)
-            entries = pool.entries
-            old = entries.get(address)
-            if old is not None and old.same_as(endpoint, source, message):
-                old.updated = now
-                old.stale_after = stale_after
-                dirty = False
-            elif old is not None and RANKS[old.source] > rank:
-                self.refused += 1
-                continue
-            else:
-                # One Registration per key: each key's copy ages on its own.
-                if old is None:
-                    self.endpoint_count += 1
-                entries[address] = Registration(
-                    endpoint, source, now, stale_after, message.availability_zone,
-                    message.isolation_segment, message.protocol)
-                dirty = True
-            if balance is not None and balance != pool.balance:
-                pool.balance = balance
-                dirty = True
-            if dirty:
-                self._dirty.add(key)
-                changed += 1
-        return changed
+        return _Put(message, endpoint_of(message), source, RANKS[source], stale_after,
+                    balance, tag)
 
-    def unregister(self, message: RegistryMessage, now: float, source: Source = "nats") -> int:
-        """Remove ``message``'s endpoint from each of its uris; how many keys changed."""
+    def _put(self, key: str, put: _Put, now: float) -> tuple[PutResult, bool]:
+        """Put one endpoint under one key: the result, and whether requests see a change."""
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _Pool(self.default_balance)
+        elif not pool.entries:
+            self._empty.pop(key, None)
+        entries = pool.entries
+        endpoint = put.endpoint
+        address = endpoint.address
+        old = entries.get(address)
+        dirty = False
+        if old is None:
+            result = PutResult.ADDED
+            self.endpoint_count += 1
+        elif RANKS[old.source] > put.rank:
+            self.refused += 1
+            return PutResult.REFUSED, False
+        elif not _replaceable(old.tag, put.tag):
+            # gorouter keeps the newer endpoint, but the put still counts as a heartbeat.
+            self.unmodified += 1
+            old.updated = now
+            return PutResult.UNMODIFIED, False
+        else:
+            result = PutResult.UPDATED
+        if old is not None and old.same_as(endpoint, put.source, put.message):
+            old.updated = now
+            old.stale_after = put.stale_after
+            old.tag = put.tag
+        else:
+            # One Registration per key: each key's copy ages on its own.
+            message = put.message
+            entries[address] = Registration(
+                endpoint, put.source, now, put.stale_after, message.availability_zone,
+                message.isolation_segment, _protocol(message.protocol), put.tag)
+            dirty = True
+        if put.balance is not None and put.balance != pool.balance:
+            pool.balance = put.balance
+            dirty = True
+        return result, dirty
+
+    def unregister(self, message: RegistryMessage, now: float, source: Source = "nats",
+                   tag: ModificationTag | None = None) -> int:
+        """Remove ``message``'s endpoint from each of its uris; how many keys changed.
+
+        An endpoint stored with a newer ``tag`` than the one given stays.
+        """
+        if self.sharding_mode != "all" and not self.accepts(message, source):
+            self.outside_shard += 1
+            return 0
         self.unregistrations += 1
         self.last_update = now
         address = endpoint_of(message).address
@@ -181,15 +361,21 @@ class Registry:
             if RANKS[old.source] > rank:
                 self.refused += 1
                 continue
-            self._remove(key, pool, address)
+            if not _removable(old.tag, tag):
+                self.unmodified += 1
+                continue
+            self._remove(key, pool, address, now)
             changed += 1
         return changed
 
-    def _remove(self, key: str, pool: _Pool, address: str) -> None:
+    def _remove(self, key: str, pool: _Pool, address: str, now: float) -> None:
         del pool.entries[address]
         self.endpoint_count -= 1
         if not pool.entries:
-            del self._pools[key]
+            if self.keep_empty_pools > 0:
+                self._empty[key] = now
+            else:
+                del self._pools[key]
         self._dirty.add(key)
 
     def replace_static(self, messages: Iterable[RegistryMessage], now: float) -> int:
@@ -200,8 +386,30 @@ class Registry:
                  for address, entry in pool.entries.items()
                  if entry.source == "static" and (key, address) not in wanted]
         for key, address in stale:
-            self._remove(key, self._pools[key], address)
+            self._remove(key, self._pools[key], address, now)
         return len(stale) + sum(self.register(m, now, "static") for m in messages)
+
+    # -- draining -------------------------------------------------------------------
+
+    def set_drained(self, uri: str, address: str, on: bool) -> bool:
+        """Drain (``on``) or undrain one endpoint of one route key; whether that changed."""
+        item = (route_key(uri), address)
+        if on == (item in self._drained):
+            return False
+        if on:
+            self._drained.add(item)
+        else:
+            self._drained.discard(item)
+        if item[0] in self._pools:
+            self._dirty.add(item[0])
+        return True
+
+    @property
+    def drained(self) -> frozenset[tuple[str, str]]:
+        return frozenset(self._drained)
+
+    def is_drained(self, uri: str, address: str) -> bool:
+        return (route_key(uri), address) in self._drained
 
     # -- pruning --------------------------------------------------------------------
 
@@ -230,9 +438,32 @@ class Registry:
                         and not entry.endpoint.tls):
                     expired.append((key, address, entry))
         for key, address, _entry in expired:
-            self._remove(key, self._pools[key], address)
+            self._remove(key, self._pools[key], address, now)
         self.pruned += len(expired)
         return [(key, entry) for key, _address, entry in expired]
+
+    # -- empty pools ----------------------------------------------------------------
+
+    @property
+    def next_empty_expiry(self) -> float | None:
+        """When the oldest kept empty pool is due for deletion; ``None`` if there is none."""
+        for since in self._empty.values():
+            return since + self.keep_empty_pools
+        return None
+
+    def expire_empty_pools(self, now: float) -> list[str]:
+        """Delete the empty pools kept for ``keep_empty_pools`` or longer; their keys."""
+        expired = []
+        for key, since in self._empty.items():
+            if now - since < self.keep_empty_pools:
+                break
+            expired.append(key)
+        for key in expired:
+            del self._empty[key]
+            del self._pools[key]
+            self._dirty.add(key)
+        self.empty_pools_expired += len(expired)
+        return expired
 
     # -- publishing -----------------------------------------------------------------
 
@@ -253,13 +484,26 @@ class Registry:
         upserts: list[RoutePool] = []
         removed: list[str] = []
         pools = self._pools
+        drained = self._drained
         for key in dirty:
             pool = pools.get(key)
             if pool is None:
                 removed.append(key)
+            elif drained:
+                endpoints = tuple(entry.endpoint for address, entry in pool.entries.items()
+                                  if (key, address) not in drained)
+                upserts.append(RoutePool(key, endpoints, pool.balance))
             else:
                 endpoints = tuple(entry.endpoint for entry in pool.entries.values())
-                upserts.append(RoutePool(key, endpoints, pool.balance))
+                service = next((e.route_service_url for e in endpoints
+                                if e.route_service_url), "")
+                if service:
+                    # No route services here: published without endpoints, so a
+                    # request is refused (502) instead of going around the service.
+                    upserts.append(RoutePool(key, (), pool.balance,
+                                             route_service_url=service))
+                else:
+                    upserts.append(RoutePool(key, endpoints, pool.balance))
         table = self.holder.table.with_changes(upserts, removed)
         self.holder.table = table
         return table
@@ -282,8 +526,9 @@ class Registry:
         """gorouter's ``/routes`` body: ``{uri: [endpoint, ...]}`` (pool.go ``MarshalJSON``).
 
         ``ttl`` is the endpoint's threshold in seconds, as gorouter reports it;
-        ``source`` and ``expires_in`` are pointsman's additions.
+        ``source``, ``expires_in`` and ``draining`` are pointsman's additions.
         """
+        drained = self._drained
         out: dict[str, list[dict[str, Any]]] = {}
         for key, pool in self._pools.items():
             balance = _GOROUTER_BALANCE.get(pool.balance, pool.balance)
@@ -296,7 +541,7 @@ class Registry:
                 rows.append({
                     "address": address,
                     "availability_zone": entry.availability_zone,
-                    "protocol": entry.protocol or "http1",
+                    "protocol": entry.protocol,
                     "tls": endpoint.tls,
                     "ttl": int(entry.stale_after),
                     "route_service_url": endpoint.route_service_url,
@@ -309,6 +554,7 @@ class Registry:
                     "load_balancing_algorithm": balance,
                     "source": entry.source,
                     "expires_in": expires,
+                    "draining": (key, address) in drained,
                 })
             out[key] = rows
         return out

@@ -17,7 +17,10 @@ Layout, chosen so neither lookup nor a change costs time in the table's size:
 Keys follow gorouter's ``RouteKey``: lower-cased, anything from ``?`` dropped,
 a trailing ``/`` trimmed. Paths match by whole segments: ``/foo`` matches
 ``/foo`` and ``/foo/bar`` but not ``/foobar``. Only pools with endpoints match,
-so an emptied pool falls through to a shorter prefix or a wildcard.
+so an emptied pool falls through to a shorter prefix or a wildcard; when
+nothing with endpoints matches, ``lookup_empty`` (the cold path of a 404)
+finds the empty pool, if any, that gorouter would answer 503 for (or 502, for
+a route service pointsman cannot call).
 """
 
 from __future__ import annotations
@@ -77,13 +80,16 @@ class RoutePool:
     """What one route key maps to: its endpoints and how to choose among them.
 
     A pool with a ``static_root`` is answered from files under that folder
-    instead of by endpoints.
+    instead of by endpoints. A pool with a ``route_service_url`` has no
+    endpoints in the table: pointsman cannot send its requests through the
+    route service, so it refuses them.
     """
 
     key: str
     endpoints: tuple[Endpoint, ...]
     balance: str = "round_robin"
     static_root: str = ""
+    route_service_url: str = ""
 
     @property
     def serves(self) -> bool:
@@ -122,6 +128,17 @@ class _Host:
                 return pool
             probe = probe[:probe.rfind("/")]
         return self.root
+
+    def match_any(self, path: str) -> RoutePool | None:
+        """Longest registered prefix of ``path``, with endpoints or not."""
+        paths = self.paths
+        probe = path.rstrip("/")
+        while probe:
+            pool = paths.get(probe)
+            if pool is not None:
+                return pool
+            probe = probe[:probe.rfind("/")]
+        return paths.get("")
 
 
 _Shards = tuple[dict[str, _Host], ...]
@@ -228,6 +245,30 @@ class RouteTable:
                 if found is not None:
                     return found
             dot = host.find(".", dot + 1)
+        return None
+
+    def lookup_empty(self, host: str, path: str) -> RoutePool | None:
+        """The pool without endpoints a request falls on when ``lookup`` found nothing.
+
+        Only a registry that keeps emptied pools (``empty_pool_timeout``) leaves
+        such pools in the table, plus the pools of route services; for the
+        request they mean 503 (or 502), not 404. Same order as ``lookup``: the
+        exact host, then each wildcard.
+        """
+        host = _bare_host(host)
+        path = path.lower()
+        shards = self._shards
+        candidates = [host]
+        dot = host.find(".")
+        while dot >= 0 and self._wildcards:
+            candidates.append("*" + host[dot:])
+            dot = host.find(".", dot + 1)
+        for name in candidates:
+            entry = shards[hash(name) & _MASK].get(name)
+            if entry is not None:
+                found = entry.match_any(path)
+                if found is not None and not found.serves:
+                    return found
         return None
 
     def get(self, key: str) -> RoutePool | None:

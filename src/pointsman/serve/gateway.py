@@ -364,6 +364,8 @@ class Gateway:
         except EnvelopeError as exc:
             sock.send_error(None, BAD_ENVELOPE, exc.message)
             return
+        if env.id is not None:
+            sock.expects_reply = True
         awaiting = sock.awaiting
         if awaiting and env.id in awaiting:
             asker = awaiting.pop(env.id)
@@ -526,9 +528,9 @@ class Gateway:
 class GatewaySocket(asyncio.Protocol):
     """One client connection: HTTP upgrade, then envelopes in WebSocket messages."""
 
-    __slots__ = ("awaiting", "binary", "closing", "fragments", "frames", "gateway", "id",
-                 "inflight", "lease_task", "leases", "opened", "paused", "peer", "started",
-                 "transport", "ws")
+    __slots__ = ("awaiting", "binary", "closing", "expects_reply", "fragments", "frames",
+                 "gateway", "id", "inflight", "lease_task", "leases", "opened", "paused", "peer",
+                 "started", "transport", "ws")
 
     def __init__(self, gateway: Gateway) -> None:
         # Shared
@@ -542,6 +544,9 @@ class GatewaySocket(asyncio.Protocol):
         self.closing = False
         self.paused = False
         self.inflight = 0
+        # The client's last message carried an id and nothing was sent back since:
+        # a graceful quit lets such a socket have its answer before saying 1001.
+        self.expects_reply = False
         self.fragments: list[bytes] | None = None
         self.awaiting: dict[str | int | None, str] | None = None
         self.frames = 0
@@ -678,6 +683,7 @@ class GatewaySocket(asyncio.Protocol):
         ws = self.ws
         if ws.state is not State.OPEN or self.transport is None:
             return
+        self.expects_reply = False
         if self.binary:
             ws.send_binary(frame)
         else:

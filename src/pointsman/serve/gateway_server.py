@@ -21,7 +21,12 @@ from pointsman.serve.tcp import open_listening_sockets
 from pointsman.service.nats_transport import NatsTransport
 from pointsman.service.transport import Transport
 
-__all__ = ["GatewayServer", "serve_gateway", "settings_from_config", "start"]
+__all__ = ["DRAIN_SWEEP", "GOING_AWAY", "GatewayServer", "serve_gateway",
+           "settings_from_config", "start"]
+
+GOING_AWAY = 1001
+DRAIN_SWEEP = 0.02
+"""Seconds between two looks for sockets that became idle while draining."""
 
 
 class GatewayServer:
@@ -51,9 +56,26 @@ class GatewayServer:
             server.close()
 
     async def drain(self, timeout: float) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.gateway.sockets and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        """Say 1001 (going away) to each socket as soon as it has nothing in flight.
+
+        An idle WebSocket would otherwise hold a quit or a reload for the whole
+        ``timeout``: clients hear at once that they should reconnect (to the
+        new generation). A socket is busy while a delivery of its messages is
+        unacked, or while its last message carried an id and nothing was sent
+        back since (the service's answer is on its way); it gets its 1001 once
+        that is over. Services acknowledge a delivery before answering it, so
+        the gateway cannot pair answers with requests: a push sent meanwhile
+        counts as the answer. The sweep runs here, every ``DRAIN_SWEEP``
+        seconds, so the message path pays one attribute store for it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.gateway.sockets and loop.time() < deadline:
+            for sock in list(self.gateway.sockets.values()):
+                if sock.inflight <= 0 and not sock.expects_reply and not sock.closing:
+                    sock.closing = True
+                    sock.close(GOING_AWAY, "server going away")
+            await asyncio.sleep(DRAIN_SWEEP)
         await self.close()
 
     async def close(self) -> None:

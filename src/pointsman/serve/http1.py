@@ -402,7 +402,8 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             self.closing = True
             transport.close()
             return
-        self.flow.resume(PEER_FULL | BACKLOG)
+        if self.flow.reasons:
+            self.flow.resume(PEER_FULL | BACKLOG)
         if self.queue:
             if len(self.queue) < MAX_PIPELINE:
                 self.flow.resume(PIPELINE)

@@ -10,41 +10,42 @@ position) across table versions while its policy stays the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.upstream.balancers import Balancer, EndpointState, make_balancer
 from pointsman.upstream.pool import EndpointStates
 
-__all__ = ["Choice", "Chooser", "RouteState"]
+__all__ = ["Chooser", "RouteState", "context_path"]
 
 MAX_CACHED_ROUTES = 200_000
 
 
-@dataclass(slots=True, eq=False)
-class Choice:
-    """One chosen endpoint: its table entry and its live counters."""
-
-    endpoint: Endpoint
-    state: EndpointState
+def context_path(pool: RoutePool | None) -> bytes:
+    """The path a route serves (``/`` for a whole host): where its cookies apply."""
+    if pool is None:
+        return b"/"
+    cut = pool.key.find("/")
+    return pool.key[cut:].encode() if cut >= 0 else b"/"
 
 
 class RouteState:
-    """A pool joined with its live states and balancer."""
+    """A pool joined with its live states and balancer.
 
-    __slots__ = ("addresses", "balance", "balancer", "by_state", "pool", "states")
+    ``endpoint_of`` and ``address_of`` are keyed by the state object itself
+    (states hash by identity), the two lookups every request makes.
+    """
+
+    __slots__ = ("address_of", "balance", "balancer", "cookie_path", "endpoint_of", "pool",
+                 "states")
 
     def __init__(self, pool: RoutePool, live: EndpointStates, balancer: Balancer) -> None:
         self.pool = pool
+        self.cookie_path = context_path(pool)
         self.balance = pool.balance
         self.balancer = balancer
         self.states = [live.get(e.host, e.port, e.address) for e in pool.endpoints]
-        self.by_state = dict(zip(map(id, self.states), pool.endpoints, strict=True))
-        self.addresses = {id(state): endpoint.address
-                          for state, endpoint in zip(self.states, pool.endpoints, strict=True)}
-
-    def choice(self, state: EndpointState) -> Choice:
-        return Choice(self.by_state[id(state)], state)
+        pairs = list(zip(self.states, pool.endpoints, strict=True))
+        self.endpoint_of: dict[EndpointState, Endpoint] = dict(pairs)
+        self.address_of = {state: endpoint.address for state, endpoint in pairs}
 
     def instance(self, instance_id: str) -> EndpointState | None:
         """The state of the endpoint whose ``instance_id`` (or address) is given."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.serve.flow import BACKLOG, PEER_FULL
-from pointsman.serve.http_choice import RouteState
+from pointsman.serve.http_choice import RouteState, context_path
 from pointsman.serve.http_provision import use_provision
 from pointsman.serve.http_upstream import UpstreamConnection
 from pointsman.serve.provision import Lease
@@ -153,6 +153,15 @@ class Exchange:
             return
         pool = server.routes.table.lookup(host, head.path.decode("latin-1"))
         if pool is None:
+            empty = server.routes.table.lookup_empty(host, head.path.decode("latin-1"))
+            if empty is not None and empty.route_service_url:
+                self.fail(502, "route_service_unsupported",
+                          "Support for route services is disabled.")
+                return
+            if empty is not None:
+                # A route whose endpoints all went away, kept for empty_pool_timeout.
+                self.fail(503, "no_endpoints", "No endpoint can take the request.")
+                return
             self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
                                             "does not exist.")
             return
@@ -211,14 +220,15 @@ class Exchange:
             else:
                 self.fail(503, "no_endpoints", "No endpoint can take the request.")
             return
+        # ``tried`` grows only when an attempt fails (``_upstream_failed``), so
+        # the common request builds no set.
         self.state = state
-        self.endpoint = route.by_state[id(state)]
-        self.tried = self.tried | {state}
+        self.endpoint = route.endpoint_of[state]
         self.attempts += 1
         state.active += 1
         state.total += 1
         server = self.client.server
-        address = route.addresses[id(state)]
+        address = route.address_of[state]
         conn = server.pool.acquire(address)
         if conn is not None:
             self._attach(conn)
@@ -251,7 +261,9 @@ class Exchange:
                 head, client_ip=self.client.client_ip_bytes, trusted=self.client.trusted,
                 proto=server.proto, request_id=server.request_id(),
                 start_ms=int(time.time() * 1000))
-        conn.write(self.head_bytes)
+        transport = conn.transport
+        assert transport is not None
+        transport.write(self.head_bytes)
         backlog = self.backlog
         if backlog:
             self.backlog = None
@@ -356,17 +368,19 @@ class Exchange:
             self.close = True
         if not self.request_complete or request.upgrade or client.closing:
             self.close = True
-        if self.state is not None:
-            client.server.live.succeeded(self.state)
-        instance = self.endpoint.instance_id.encode() if self.endpoint is not None else b""
+        state = self.state
+        if state is not None and state.fails:
+            client.server.live.succeeded(state)
+        instance = self.endpoint.instance_id if self.endpoint is not None else ""
         sticky = self.sticky
-        force = sticky is not None and sticky.has_session and \
-            sticky.instance_id.encode() != instance
+        force = sticky is not None and sticky.has_session and sticky.instance_id != instance
         # Held back so the head and the first body bytes leave in one send.
         self.head_out = build_response_head(
             head, request_id=self.request_id, chunk=self.chunk, close=self.close,
             sticky_names=client.server.sticky_names, instance_id=instance,
-            force_sticky=force, cookie_path=_context_path(self.pool))
+            force_sticky=force,
+            cookie_path=self.route.cookie_path if self.route is not None
+            else context_path(self.pool))
 
     def on_response_body(self, data: bytes) -> None:
         transport = self.client.transport
@@ -425,7 +439,7 @@ class Exchange:
         assert response is not None
         client.transport.write(build_response_head(
             response, request_id=self.request_id, chunk=False, close=False,
-            sticky_names=frozenset(), instance_id=b"", force_sticky=False))
+            sticky_names=frozenset(), instance_id="", force_sticky=False))
         self.upstream = None
         client.start_tunnel(upstream, rest, self)
 
@@ -451,11 +465,9 @@ class Exchange:
             self._finish()
             return
         if reused and not received and self._retryable():
-            # A kept-alive connection the backend had closed: not the endpoint's fault.
-            state = self.state
+            # A kept-alive connection the backend had closed: not the endpoint's
+            # fault, so it stays a candidate and the attempt does not count.
             self._release_state()
-            if state is not None:
-                self.tried = self.tried - {state}
             self.attempts -= 1
             self._rewind()
             self._pick()
@@ -488,6 +500,7 @@ class Exchange:
         server.stats.upstream_error(error)
         if self.state is not None:
             server.live.failed(self.state, time.monotonic())
+            self.tried = self.tried | {self.state}
         self._release_state()
         if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()
@@ -551,7 +564,7 @@ class Exchange:
         head = self.head
         answer = client.server.site(pool.static_root).respond(
             head.method, head.target, {name.lower(): value for name, value in head.headers},
-            _context_path(pool).decode("latin-1").rstrip("/"))
+            context_path(pool).decode("latin-1").rstrip("/"))
         self.status = answer.status
         self.response_started = True
         unread = head.has_body and not self.request_complete
@@ -631,13 +644,6 @@ class Exchange:
     # for serve.http_provision, which leases a backend before connecting
     connected = _connected
     finish = _finish
-
-
-def _context_path(pool: RoutePool | None) -> bytes:
-    if pool is None:
-        return b"/"
-    cut = pool.key.find("/")
-    return pool.key[cut:].encode() if cut >= 0 else b"/"
 
 
 def _printable(text: str) -> str:

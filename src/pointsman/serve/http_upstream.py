@@ -194,7 +194,7 @@ class ConnectionPool:
         conn.sink = None
         if conn.closed:
             return
-        if conn.flow is not None:
+        if conn.flow is not None and conn.flow.reasons:
             conn.flow.resume(PEER_FULL)
         idle = self.idle.get(conn.address)
         if idle is None:

@@ -39,6 +39,7 @@ __all__ = [
 VCAP_ID = b"__VCAP_ID__"
 _STICKY_ATTRIBUTES = (b"max-age", b"expires", b"secure", b"samesite", b"partitioned")
 _NO_BODY_STATUSES = frozenset({204, 304})
+_STATUS_LINES = {status: b"HTTP/1.1 %d " % status for status in range(100, 600)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ def sticky_request(head: RequestHead, cookie_names: frozenset[bytes]) -> StickyR
 
 _FORWARDED = (b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n"
               b"X-Request-Id: %s\r\nX-Vcap-Request-Id: %s\r\n")
+_FORWARDED_START = _FORWARDED + b"X-Request-Start: %d\r\n"
 
 
 def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, proto: bytes,
@@ -123,10 +125,12 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
         append(value)
         append(CRLF)
     rid = rid or request_id
-    append(_FORWARDED % (xff + b", " + client_ip if xff else client_ip, xf_proto or proto,
-                         xf_host or head.host, rid, rid))
-    if not has_start:
-        append(b"X-Request-Start: %d\r\n" % start_ms)
+    xff = xff + b", " + client_ip if xff else client_ip
+    if has_start:
+        append(_FORWARDED % (xff, xf_proto or proto, xf_host or head.host, rid, rid))
+    else:
+        append(_FORWARDED_START % (xff, xf_proto or proto, xf_host or head.host, rid, rid,
+                                   start_ms))
     if head.upgrade and upgrade:
         append(b"Connection: Upgrade\r\nUpgrade: ")
         append(upgrade)
@@ -153,21 +157,22 @@ def _drop_fields(parts: list[bytes], start: int, drop: frozenset[bytes]) -> list
 
 
 def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, close: bool,
-                        sticky_names: frozenset[bytes], instance_id: bytes,
+                        sticky_names: frozenset[bytes], instance_id: str,
                         force_sticky: bool, cookie_path: bytes = b"/") -> bytes:
     """The head to send to the client.
 
     ``chunk``: the proxy frames the body as chunked (the backend sent chunked
     or close-delimited). ``close``: the client connection ends after this
     response. ``force_sticky``: set ``__VCAP_ID__`` even without a new session
-    cookie (the pinned instance changed).
+    cookie (the pinned instance changed). ``instance_id`` is text and encoded
+    only when a cookie is set, which few responses need.
     """
     status = head.status
     upgrade = b""
     if status == 101:
         upgrade = _field(head.raw, b"\n" + head.raw.lower(), b"upgrade")
     raw, has_rid, has_cookie = _forwardable(head.raw)
-    out = [b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
+    out = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
     append = out.append
     if not has_rid:
         append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
@@ -178,7 +183,8 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
                     value.partition(b"=")[0].strip() in sticky_names:
                 session_cookie = value
     if instance_id and (session_cookie or force_sticky):
-        append(b"Set-Cookie: " + _vcap_cookie(instance_id, session_cookie, cookie_path) + b"\r\n")
+        cookie = _vcap_cookie(instance_id.encode(), session_cookie, cookie_path)
+        append(b"Set-Cookie: " + cookie + b"\r\n")
     if status == 101:
         append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n")
         return b"".join(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 from pointsman.discovery.driver import RegistryDriver
 from pointsman.discovery.nats_registry import RECONNECT_BASE, RECONNECT_MAX, reconnect_delay
@@ -72,3 +73,30 @@ def test_reconnect_delay_grows_is_capped_and_jittered() -> None:
     late = [reconnect_delay(40, rng) for _ in range(50)]
     assert all(RECONNECT_MAX / 2 <= d <= RECONNECT_MAX for d in late)
     assert len(set(late)) > 40
+
+
+async def test_a_kept_empty_pool_is_deleted_by_its_own_timer() -> None:
+    registry = Registry(keep_empty_pools=0.1)
+    driver = RegistryDriver(registry, asyncio.get_running_loop(), prune_interval=30,
+                            publish_delay=0.005)
+    driver.start()
+    driver.register(msg("a.com"))
+    driver.unregister(msg("a.com"))
+    await asyncio.sleep(0.03)
+    assert registry.table.lookup_empty("a.com", "/") is not None
+    await asyncio.sleep(0.15)
+    assert registry.table.get("a.com") is None and len(registry) == 0
+    driver.stop()
+
+
+async def test_stamped_registrations_feed_the_latency_histogram() -> None:
+    registry = Registry()
+    driver = RegistryDriver(registry, asyncio.get_running_loop(), prune_interval=30)
+    now_ns = time.time_ns()
+    driver.register(msg("a.com", endpoint_updated_at_ns=now_ns - 2_000_000_000))
+    driver.register(msg("a.com"))  # no stamp: not observed
+    driver.register(msg("a.com", endpoint_updated_at_ns=now_ns), "admin")  # NATS only
+    assert driver.latency.count == 1
+    assert 2.0 <= driver.latency.total < 3.0
+    assert dict(driver.latency.buckets())["2.5"] == 1.0
+    driver.stop()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pointsman.config import Config, RouteConfig
-from pointsman.discovery.registry import Registry
+import pytest
+
+from pointsman.config import Config, RouteConfig, loads
+from pointsman.discovery.registry import ModificationTag, PutResult, Registry
 from pointsman.discovery.static import static_messages
 from pointsman.routing.table import Endpoint
 from pointsman.wire.gorouter import Options, RegistryMessage
@@ -201,4 +203,205 @@ def test_describe_has_gorouters_routes_shape() -> None:
         "isolation_segment": "", "private_instance_id": "i1", "private_instance_index": "",
         "app": "", "server_cert_domain_san": "",
         "load_balancing_algorithm": "least-connection", "source": "nats", "expires_in": 15.0,
+        "draining": False,
     }]}
+
+
+# -- gorouter's sharding by isolation segment ----------------------------------------
+
+
+def test_sharding_modes_follow_endpoint_in_router_shard() -> None:
+    cases = {
+        "all": {"": True, "seg-a": True, "seg-b": True},
+        "segments": {"": False, "seg-a": True, "seg-b": False},
+        "shared-and-segments": {"": True, "seg-a": True, "seg-b": False},
+    }
+    for mode, expected in cases.items():
+        registry = Registry(sharding_mode=mode, isolation_segments=["seg-a"])
+        for port, (segment, accepted) in enumerate(expected.items(), start=1):
+            changed = registry.register(msg("a.com", port=port, isolation_segment=segment), 0.0)
+            assert changed == int(accepted), (mode, segment)
+        registry.publish()
+        taken = sum(expected.values())
+        assert len(addresses(registry, "a.com")) == taken, mode
+        assert registry.outside_shard == len(expected) - taken, mode
+        assert registry.registrations == taken
+
+
+def test_unregister_outside_the_shard_is_ignored_and_counted() -> None:
+    registry = Registry(sharding_mode="segments", isolation_segments=["seg-a"])
+    registry.register(msg("a.com", isolation_segment="seg-a"), 0.0)
+    assert registry.unregister(msg("a.com", isolation_segment="seg-b"), 1.0) == 0
+    assert registry.outside_shard == 1 and registry.endpoint_count == 1
+    assert registry.unregister(msg("a.com", isolation_segment="seg-a"), 1.0) == 1
+
+
+def test_file_routes_are_never_filtered_by_segment() -> None:
+    registry = Registry(sharding_mode="segments", isolation_segments=["seg-a"])
+    assert registry.register(msg("a.com"), 0.0, "static") == 1
+    assert registry.accepts(msg("a.com"), "static")
+    assert not registry.accepts(msg("a.com"), "admin")
+
+
+def test_unknown_sharding_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="routing_table_sharding_mode"):
+        Registry(sharding_mode="some")
+
+
+def test_from_settings_reads_the_registry_section() -> None:
+    config = loads('[registry]\nrouting_table_sharding_mode = "shared-and-segments"\n'
+                   'isolation_segments = ["x"]\nempty_pool_response_code_503 = true\n'
+                   'empty_pool_timeout = 7\n')
+    registry = Registry.from_settings(config.registry)
+    assert registry.sharding_mode == "shared-and-segments"
+    assert registry.isolation_segments == frozenset({"x"})
+    assert registry.keep_empty_pools == 7.0
+    no_503 = loads("[registry]\nempty_pool_timeout = 7\n")
+    assert Registry.from_settings(no_503.registry).keep_empty_pools == 0.0
+
+
+# -- Put results and modification tags -----------------------------------------------
+
+
+def test_put_reports_added_updated_and_refused() -> None:
+    registry = Registry()
+    assert registry.put("a.com", msg("a.com"), 0.0) is PutResult.ADDED
+    assert registry.put("a.com", msg("a.com"), 1.0) is PutResult.UPDATED
+    assert registry.put("a.com", msg("a.com", app="new"), 2.0) is PutResult.UPDATED
+    registry.publish()
+    pool = registry.table.lookup("a.com", "/")
+    assert pool is not None and pool.endpoints[0].app == "new"
+    registry.put("b.com", msg("b.com"), 0.0, "static")
+    assert registry.put("b.com", msg("b.com"), 1.0, "nats") is PutResult.REFUSED
+
+
+def test_an_older_tag_does_not_overwrite_but_still_heartbeats() -> None:
+    registry = Registry()
+    newer, older = ModificationTag("g", 5), ModificationTag("g", 4)
+    registry.put("a.com", msg("a.com", app="v5"), 0.0, tag=newer)
+    assert registry.put("a.com", msg("a.com", app="v4"), 10.0, tag=older) is PutResult.UNMODIFIED
+    entry = registry.registrations_of("a.com")[0]
+    assert entry.endpoint.app == "v5" and entry.updated == 10.0
+    assert registry.unmodified == 1
+    assert registry.put("a.com", msg("a.com", app="v6"), 11.0,
+                        tag=ModificationTag("g", 6)) is PutResult.UPDATED
+    # Another guid (the route was recreated) or no tag at all: no order, the put wins.
+    assert registry.put("a.com", msg("a.com", app="h"), 12.0,
+                        tag=ModificationTag("h", 0)) is PutResult.UPDATED
+    assert registry.put("a.com", msg("a.com", app="none"), 13.0) is PutResult.UPDATED
+
+
+def test_unregister_needs_the_same_or_a_newer_tag() -> None:
+    registry = Registry()
+    registry.register(msg("a.com"), 0.0, tag=ModificationTag("g", 5))
+    assert registry.unregister(msg("a.com"), 1.0, tag=ModificationTag("g", 4)) == 0
+    assert registry.endpoint_count == 1 and registry.unmodified == 1
+    assert registry.unregister(msg("a.com"), 1.0, tag=ModificationTag("g", 5)) == 1
+    registry.register(msg("a.com"), 2.0, tag=ModificationTag("g", 5))
+    assert registry.unregister(msg("a.com"), 3.0, tag=ModificationTag("g", 9)) == 1
+    registry.register(msg("a.com"), 4.0, tag=ModificationTag("g", 5))
+    assert registry.unregister(msg("a.com"), 5.0) == 1  # untagged (NATS): always removes
+
+
+def test_endpoint_updated_at_ns_does_not_order_updates() -> None:
+    """gorouter uses it for the latency metric only: an older stamp still replaces."""
+    registry = Registry()
+    registry.register(msg("a.com", app="new", endpoint_updated_at_ns=2_000), 0.0)
+    assert registry.register(msg("a.com", app="old", endpoint_updated_at_ns=1_000), 1.0) == 1
+    assert registry.registrations_of("a.com")[0].endpoint.app == "old"
+    assert registry.unregister(msg("a.com", endpoint_updated_at_ns=1), 2.0) == 1
+
+
+def test_http2_is_listed_as_http1_other_protocols_as_sent() -> None:
+    registry = Registry()
+    registry.register(msg("a.com", protocol="http2"), 0.0)
+    registry.register(msg("b.com"), 0.0)
+    assert registry.describe(0.0)["a.com"][0]["protocol"] == "http1"
+    assert registry.describe(0.0)["b.com"][0]["protocol"] == "http1"
+    assert registry.register(msg("a.com", protocol="http2"), 1.0) == 0  # a heartbeat
+
+
+# -- empty pools (empty_pool_response_code_503 / empty_pool_timeout) -----------------
+
+
+def test_without_keeping_an_emptied_pool_is_deleted_at_once() -> None:
+    registry = Registry()
+    registry.register(msg("a.com"), 0.0)
+    registry.unregister(msg("a.com"), 1.0)
+    registry.publish()
+    assert len(registry) == 0 and registry.table.get("a.com") is None
+    assert registry.next_empty_expiry is None
+
+
+def test_a_kept_empty_pool_answers_empty_then_expires() -> None:
+    registry = Registry(keep_empty_pools=10.0)
+    registry.register(msg("a.com", "b.com"), 0.0)
+    registry.register(msg("b.com", port=2), 0.0)
+    registry.unregister(msg("a.com", "b.com"), 1.0)
+    registry.publish()
+    assert registry.table.lookup("a.com", "/") is None
+    empty = registry.table.lookup_empty("a.com", "/x")
+    assert empty is not None and empty.endpoints == ()
+    assert registry.table.lookup_empty("b.com", "/") is None  # still has an endpoint
+    assert registry.describe(1.0)["a.com"] == []
+    assert registry.next_empty_expiry == 11.0
+    assert registry.expire_empty_pools(10.9) == []
+    # Refilled in time: no longer empty, so never expired.
+    registry.register(msg("a.com", port=3), 5.0)
+    registry.unregister(msg("a.com", port=3), 6.0)
+    assert registry.next_empty_expiry == 16.0
+    assert registry.expire_empty_pools(16.0) == ["a.com"]
+    registry.publish()
+    assert registry.table.get("a.com") is None and registry.empty_pools_expired == 1
+
+
+def test_pruning_the_last_endpoint_keeps_the_pool_too() -> None:
+    registry = Registry(prune_threshold=10, keep_empty_pools=5.0)
+    registry.register(msg("a.com"), 0.0)
+    assert len(registry.prune(11.0)) == 1
+    registry.publish()
+    assert registry.table.lookup_empty("a.com", "/") is not None
+    assert registry.next_empty_expiry == 16.0
+
+
+def test_a_route_service_pool_is_published_without_endpoints() -> None:
+    registry = Registry()
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("rs.com", port=2), 0.0)
+    registry.publish()
+    assert registry.table.lookup("rs.com", "/") is None
+    refused = registry.table.lookup_empty("rs.com", "/")
+    assert refused is not None and refused.route_service_url == "https://rs.example.com"
+    assert len(registry.registrations_of("rs.com")) == 2  # still listed as registered
+    registry.unregister(msg("rs.com", route_service_url="https://rs.example.com"), 1.0)
+    registry.publish()
+    pool = registry.table.lookup("rs.com", "/")
+    assert pool is not None and [e.port for e in pool.endpoints] == [2]
+
+
+def test_a_drained_endpoint_leaves_the_pool_but_stays_listed() -> None:
+    registry = Registry()
+    registry.register(msg("a.com", port=1), 0.0)
+    registry.register(msg("a.com", port=2), 0.0)
+    registry.publish()
+    assert registry.set_drained("A.com/", "10.0.0.1:1", True)
+    assert not registry.set_drained("a.com", "10.0.0.1:1", True)  # already
+    registry.publish()
+    assert addresses(registry, "a.com") == ["10.0.0.1:2"]
+    assert [row["draining"] for row in registry.describe(0.0)["a.com"]] == [True, False]
+    registry.unregister(msg("a.com", port=1), 1.0)  # the intent outlives the endpoint
+    registry.register(msg("a.com", port=1), 2.0)
+    registry.publish()
+    assert addresses(registry, "a.com") == ["10.0.0.1:2"]
+    assert registry.set_drained("a.com", "10.0.0.1:1", False)
+    registry.publish()
+    assert sorted(addresses(registry, "a.com")) == ["10.0.0.1:1", "10.0.0.1:2"]
+
+
+def test_draining_every_endpoint_leaves_the_key_unroutable() -> None:
+    registry = Registry()
+    registry.register(msg("a.com", port=1), 0.0)
+    registry.set_drained("a.com", "10.0.0.1:1", True)
+    registry.publish()
+    assert addresses(registry, "a.com") == []
+    assert registry.drained == frozenset({("a.com", "10.0.0.1:1")})

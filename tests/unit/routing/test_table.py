@@ -118,3 +118,16 @@ def test_100k_hosts_lookup_time_independent_of_size() -> None:
     change = time.perf_counter() - start
     assert len(changed) == 100_000
     assert change < build / 20, (change, build)  # proportional to the change, not the table
+
+
+def test_lookup_empty_finds_the_emptied_pool_lookup_skips() -> None:
+    empty = RoutePool("gone.com/api", ())
+    table = RouteTable.build([empty, pool("gone.com/api/v2"), RoutePool("*.w.com", ()),
+                              pool("x.w.com")])
+    assert table.lookup("gone.com", "/api/v1") is None
+    assert table.lookup_empty("GONE.com:80", "/API/v1") is empty
+    assert table.lookup_empty("gone.com", "/api/v2/x") is None  # served: no empty answer
+    assert table.lookup_empty("gone.com", "/other") is None
+    assert table.lookup_empty("y.w.com", "/") is not None  # wildcards too
+    assert table.lookup("x.w.com", "/") is not None
+    assert table.lookup_empty("nothing.com", "/") is None

@@ -64,7 +64,7 @@ def test_response_head_framing_and_sticky_cookie() -> None:
            b"Connection: keep-alive, X-Gone\r\nX-Gone: 1\r\nX-Kept: 2\r\n")
     head = ResponseHead(200, b"OK", "1.1", raw, -1, True, True)
     raw = build_response_head(head, request_id=b"r", chunk=True, close=False,
-                              sticky_names=frozenset({b"JSESSIONID"}), instance_id=b"i-1",
+                              sticky_names=frozenset({b"JSESSIONID"}), instance_id="i-1",
                               force_sticky=False)
     out = fields(raw)
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n")

@@ -132,10 +132,11 @@ async function refreshSlow() {
   for (const [uri, endpoints] of Object.entries(routes || {}).sort()) {
     for (const e of endpoints) {
       routeRows.push([[uri], [e.address], [pill(e.source, e.source === "nats" ? "warn" : "ok")], [e.app || ""],
-                      [e.expires_in == null ? "–" : e.expires_in.toFixed(0) + "s", "num"]]);
+                      [e.expires_in == null ? "–" : e.expires_in.toFixed(0) + "s", "num"],
+                      [e.draining ? pill("draining", "warn") : pill("serving", "ok")]]);
     }
   }
-  fill("routes", routeRows, 5, "no routes");
+  fill("routes", routeRows, 6, "no routes");
   fill("workerlist", status.workers.map((w) => [
     [String(w.pid)], [String(w.slot)], [String(w.generation)],
     [w.retiring ? pill("draining", "warn") : w.ready ? pill("serving", "ok") : pill("starting", "warn")],
