@@ -23,7 +23,7 @@ from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState, context_path
-from pointsman.serve.http_provision import use_provision
+from pointsman.serve.http_provision import connect_fresh, use_provision
 from pointsman.serve.http_upstream import UpstreamConnection
 from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
@@ -421,8 +421,9 @@ class Exchange:
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if self.upstream_keep and self.request_complete and not upstream.closed \
-                    and self.lease is None:
+            # A leased backend's address is its lease's alone, so pooling its
+            # connections by address keeps them within the client connection.
+            if self.upstream_keep and self.request_complete and not upstream.closed:
                 client.server.pool.release(upstream)
             else:
                 upstream.close()
@@ -471,7 +472,10 @@ class Exchange:
             self._release_state()
             self.attempts -= 1
             self._rewind()
-            self._pick()
+            if self.lease is not None:
+                connect_fresh(self, self.lease)  # the connection's own backend, anew
+            else:
+                self._pick()
             return
         self._upstream_failed(error.split(":")[0])
 
@@ -645,6 +649,7 @@ class Exchange:
             access.write(record)
 
     # for serve.http_provision, which leases a backend before connecting
+    attach = _attach
     connected = _connected
     finish = _finish
 
