@@ -222,8 +222,10 @@ class ConnectionPool:
 
         ``address`` is the pool key the connection goes back under. With
         ``tls`` the connection is TLS, its certificate checked for
-        ``server_name`` (also sent as SNI); the handshake counts against
-        ``connect_timeout`` too.
+        ``server_name`` (also sent as SNI); the handshake has its own
+        ``connect_timeout``, so a backend that never answers the hello (one
+        that does not speak TLS and waits for a request line) is a failed
+        handshake, not a failed connect.
         """
         task = self.loop.create_task(self._connect(host, port, address, done, tls, server_name))
         self.tasks.add(task)
@@ -231,6 +233,7 @@ class ConnectionPool:
 
     async def _connect(self, host: str, port: int, address: str, done: Any,
                        tls: ssl.SSLContext | None, server_name: str) -> None:
+        timeout = self.connect_timeout
         try:
             if tls is None:
                 connecting = self.loop.create_connection(
@@ -238,9 +241,9 @@ class ConnectionPool:
             else:
                 connecting = self.loop.create_connection(
                     lambda: UpstreamConnection(self, address), host, port, ssl=tls,
-                    server_hostname=server_name or host,
-                    ssl_handshake_timeout=self.connect_timeout)
-            _, conn = await asyncio.wait_for(connecting, self.connect_timeout)
+                    server_hostname=server_name or host, ssl_handshake_timeout=timeout)
+                timeout *= 2  # the connect, then the handshake, each within connect_timeout
+            _, conn = await asyncio.wait_for(connecting, timeout)
         except TimeoutError:
             done(None, "connect_timeout")
             return
