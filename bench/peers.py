@@ -23,9 +23,11 @@ from bench.procs import Managed, ProcessSet
 
 __all__ = [
     "REPO",
+    "BareSplice",
     "Direct",
     "HaproxyHttp",
     "HaproxyTcp",
+    "HaproxyTcpCopy",
     "NginxHttp",
     "NginxStream",
     "Peer",
@@ -131,6 +133,29 @@ class HaproxyTcp(Peer):
         cfg = procs.workdir / f"{self.name}.cfg"
         cfg.write_text(self.config(listen, target))
         return procs.start(self.name, ["haproxy", "-db", "-f", str(cfg)])
+
+
+class HaproxyTcpCopy(HaproxyTcp):
+    """HAProxy ``mode tcp`` copying through its buffers (no splice): a reference point."""
+
+    name = "haproxy-copy"
+
+    def config(self, listen: Addr, target: Addr) -> str:
+        return "".join(line for line in peerconf.haproxy_tcp(listen, target).splitlines(True)
+                       if "splice" not in line)
+
+
+class BareSplice(Peer):
+    """``bench/bare_splice.py``: a thread per direction doing blocking splice, nothing else.
+
+    Not a product: the floor of what a relay written in Python can cost here.
+    """
+
+    name = "bare-splice"
+
+    def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
+        return procs.start(self.name, [sys.executable, "-m", "bench.bare_splice", str(listen),
+                                       str(target)], cwd=REPO)
 
 
 class HaproxyHttp(HaproxyTcp):

@@ -58,9 +58,9 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-def _environment() -> dict[str, str]:
+def _environment(path: Path = SRC) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(path) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -199,11 +199,16 @@ def _pump(stream: Any, sink: Callable[[dict[str, Any]], None]) -> None:
 
 
 def start_pointsman(*args: str, cwd: Path | None = None, ready: bool = True,
-                    timeout: float = READY_TIMEOUT) -> Pointsman:
-    """Run ``python -m pointsman ARGS``; with ``ready``, wait for its ready event."""
+                    timeout: float = READY_TIMEOUT, path: Path = SRC) -> Pointsman:
+    """Run ``python -m pointsman ARGS``; with ``ready``, wait for its ready event.
+
+    ``path`` is where ``pointsman`` is imported from: the source tree, or an
+    installed copy.
+    """
     process = subprocess.Popen([sys.executable, "-m", "pointsman", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, cwd=cwd or ROOT, env=_environment())
+                               stdin=subprocess.DEVNULL, cwd=cwd or ROOT,
+                               env=_environment(path))
     handle = Pointsman(process)
 
     def on_event(record: dict[str, Any]) -> None:

@@ -11,7 +11,15 @@ from typing import Any
 from bench import backends, loadgen
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
-from bench.peers import Direct, HaproxyTcp, NginxStream, Peer, PointsmanTcp
+from bench.peers import (
+    BareSplice,
+    Direct,
+    HaproxyTcp,
+    HaproxyTcpCopy,
+    NginxStream,
+    Peer,
+    PointsmanTcp,
+)
 from bench.procs import ProcessSet
 from bench.scenario import Scenario
 
@@ -32,10 +40,15 @@ class TcpBulk(Scenario):
         "nbthread 1; nginx runs the stream module with worker_processes 1.",
         "Client, server and proxy share the machine's cores, so a proxy's CPU also "
         "slows the endpoints; direct is the loopback ceiling with no proxy.",
+        "Reference points, not competitors: haproxy-copy is the same HAProxy without "
+        "splice; bare-splice (bench/bare_splice.py) is a thread per direction doing "
+        "blocking splice with a 1 MiB pipe and nothing else, the floor for a relay in "
+        "Python.",
     )
 
     def peers(self) -> list[Peer]:
-        return [PointsmanTcp(), HaproxyTcp(), NginxStream(), Direct()]
+        return [PointsmanTcp(), HaproxyTcp(), NginxStream(), HaproxyTcpCopy(), BareSplice(),
+                Direct()]
 
     def start_backend(self, procs: ProcessSet) -> Addr:
         return backends.iperf3_server(procs)

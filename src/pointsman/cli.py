@@ -6,7 +6,8 @@
     pointsman reload|quit|stop [-c FILE.toml | --pidfile PATH]
                                         signal the running leader: HUP, QUIT (drain), TERM
     pointsman routes [-c FILE.toml | --admin URL --token T]
-                                        routes and upstream endpoints, health, counters
+                                        routes, upstream endpoints (health, counters)
+                                        and provisioned backends
     pointsman tcp -c ROUTER.py [-h HOST] [-p PORT]
                                         ProxyMachine's command line: one content-aware TCP listener
     pointsman version
@@ -150,13 +151,15 @@ def _routes(args: argparse.Namespace) -> int:
     try:
         routes = fetch(base, "/routes", token)
         upstreams = fetch(base, "/upstreams", token)
+        provision = fetch(base, "/provision", token)
     except AdminUnreachable as exc:
         print(f"pointsman routes: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"routes": routes, "upstreams": upstreams}, indent=2))
+        print(json.dumps({"routes": routes, "upstreams": upstreams, "provision": provision},
+                         indent=2))
     else:
-        sys.stdout.write(render_tables(routes, upstreams))
+        sys.stdout.write(render_tables(routes, upstreams, provision))
     return 0
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "DockerProviderConfig",
     "GatewayLimits",
     "GatewayListener",
+    "GatewayService",
     "HttpBackends",
     "HttpLimits",
     "HttpListener",
@@ -168,12 +169,26 @@ class GatewayLimits(Limits):
     delivery_timeout: float = 5.0
 
 
+class GatewayService(Base):
+    """A gateway service whose instances are provisioned, one per client socket.
+
+    ``upstream`` names a ``kind = "provision"`` upstream whose backends are
+    instances of service ``name`` (SDK services given ``{instance_id}`` and
+    ``{nats_url}``). Each socket leases one when it opens, is pinned to it for
+    that service, and its end stops it.
+    """
+
+    name: str
+    upstream: str
+
+
 class GatewayListener(Base, tag="gateway", tag_field="protocol"):
     """A WebSocket message gateway: envelopes routed by path to announced services.
 
     ``gateway_name`` is what services list in their ``gateway_names``;
     ``path`` is where the WebSocket is accepted; plain GETs elsewhere are
     served from ``static`` (a folder, relative to this file) when set.
+    ``services`` are provisioned per socket (``GatewayService``).
     """
 
     name: str
@@ -184,6 +199,7 @@ class GatewayListener(Base, tag="gateway", tag_field="protocol"):
     path: str = "/ws"
     static: str | None = None
     announce_interval: float = 2.0
+    services: list[GatewayService] = msgspec.field(default_factory=list)
     limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
 
 
@@ -204,10 +220,12 @@ class ProbeConfig(Base):
     """How a provisioned backend shows it is ready: a TCP connect, or ``GET path`` -> 2xx.
 
     Each attempt gets ``timeout`` seconds; attempts repeat every ``interval``
-    seconds until the upstream's ``start_timeout``.
+    seconds until the upstream's ``start_timeout``. ``announce``: a gateway
+    service instance is ready once a gateway using the upstream saw it announce
+    itself (the provider only checks it is still running).
     """
 
-    kind: Literal["tcp", "http"] = "tcp"
+    kind: Literal["tcp", "http", "announce"] = "tcp"
     path: str = "/"
     timeout: float = 1.0
     interval: float = 0.05
@@ -249,9 +267,11 @@ class DockerProviderConfig(Base, tag="docker", tag_field="kind"):
 class ProcessProviderConfig(Base, tag="process", tag_field="kind"):
     """One process per connection, for machines without containers.
 
-    ``{port}`` (a free port) and ``{backend}`` (the backend id) are filled in
-    ``command`` and ``env``. Stopping sends SIGTERM to the process group, then
-    SIGKILL after ``grace`` seconds. ``output`` is ``discard`` or ``inherit``.
+    ``{port}`` (a free port), ``{backend}`` (the backend id), ``{instance_id}``
+    (a gateway service instance id derived from it) and ``{nats_url}`` (the bus
+    of the gateway using the upstream) are filled in ``command`` and ``env``.
+    Stopping sends SIGTERM to the process group, then SIGKILL after ``grace``
+    seconds. ``output`` is ``discard`` or ``inherit``.
     """
 
     command: list[str]
@@ -626,6 +646,8 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
         if isinstance(listener, HttpListener):
             _check_http(listener, at, config, add)
             continue
+        if isinstance(listener, GatewayListener):
+            _check_gateway_services(listener, at, config, add)
         for field_name in ("buffer", "max_connections"):
             if getattr(listener.limits, field_name) <= 0:
                 add(f"{at}.limits.{field_name}", "expected a positive number")
@@ -636,6 +658,11 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
         at = f"upstreams.{name}"
         if isinstance(upstream, ProvisionUpstream):
             issues.extend(_check_provision(upstream, at, file, locator))
+            if upstream.probe.kind == "announce" and not any(
+                    service.upstream == name for listener in config.listeners
+                    if isinstance(listener, GatewayListener) for service in listener.services):
+                add(f"{at}.probe.kind", "'announce' needs a gateway listener whose services "
+                                        "name this upstream")
             continue
         if not upstream.endpoints:
             add(f"{at}.endpoints", "expected at least one 'host:port'")
@@ -649,6 +676,20 @@ def _check(config: Config, file: str, locator: _KeyLocator) -> list[ConfigIssue]
     issues.extend(_check_registry(config, add))
     _check_identity(config, add)
     return issues
+
+
+def _check_gateway_services(listener: GatewayListener, at: str, config: Config,
+                            add: Callable[[str, str], None]) -> None:
+    """Each provisioned gateway service names a provision upstream, once."""
+    seen: set[str] = set()
+    for j, service in enumerate(listener.services):
+        where = f"{at}.services[{j}]"
+        if service.name in seen:
+            add(f"{where}.name", f"duplicate service {service.name!r}")
+        seen.add(service.name)
+        upstream = config.upstreams.get(service.upstream)
+        if not isinstance(upstream, ProvisionUpstream):
+            add(f"{where}.upstream", f"no provision upstream named {service.upstream!r}")
 
 
 def _check_identity(config: Config, add: Any) -> None:
@@ -690,9 +731,10 @@ def _check_provision(upstream: ProvisionUpstream, at: str, file: str,
         add(f"{at}.probe.path", "expected a path starting with '/'")
     provider = upstream.provider
     where = f"{at}.provider"
+    announce = upstream.probe.kind == "announce"
     if isinstance(provider, DockerProviderConfig):
         host_network = provider.network_mode == "host"
-        if not host_network and not 0 < provider.port < 65536:
+        if not host_network and not announce and not 0 < provider.port < 65536:
             add(f"{where}.port", "expected the container's listening port (1-65535)")
         if provider.api_version != "auto" and not re.fullmatch(r"v1\.\d+",
                                                                 provider.api_version):
@@ -714,8 +756,8 @@ def _check_provision(upstream: ProvisionUpstream, at: str, file: str,
     else:
         if not provider.command:
             add(f"{where}.command", "expected a non-empty command")
-        elif not any("{port}" in part for part in (*provider.command,
-                                                   *provider.env.values())):
+        elif not announce and not any("{port}" in part for part in (*provider.command,
+                                                                    *provider.env.values())):
             add(f"{where}.command", "expected '{port}' in command or env, to pass the port")
         if provider.grace < 0:
             add(f"{where}.grace", "expected zero or a positive number of seconds")

@@ -191,6 +191,21 @@ def test_keep_alive_reuses_client_and_upstream_connections(proxy: Pointsman,
             assert status == 200 and "connection" not in headers
 
 
+def test_http10_keep_alive_is_announced_and_honoured(proxy: Pointsman) -> None:
+    """An HTTP/1.0 client keeps its connection only when told ``Connection: keep-alive``."""
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        buffer = bytearray()
+        for _ in range(3):
+            sock.sendall(b"GET /ka HTTP/1.0\r\nHost: app.wild.test\r\n"
+                         b"Connection: keep-alive\r\n\r\n")
+            status, headers, _ = read_response(sock, buffer)
+            assert status == 200 and headers["connection"] == "keep-alive"
+        sock.sendall(b"GET /ka HTTP/1.0\r\nHost: app.wild.test\r\n\r\n")
+        status, headers, _ = read_response(sock, buffer)
+        assert status == 200 and headers["connection"] == "close"
+        assert sock.recv(1) == b""
+
+
 def test_chunked_both_ways(proxy: Pointsman) -> None:
     body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     status, _, reply = raw_exchange(

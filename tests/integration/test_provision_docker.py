@@ -10,6 +10,7 @@ the container's short id, so each test can tell exactly which container served i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -31,9 +32,11 @@ from provision_support import (
     provision_config,
     unique_instance,
 )
+from websockets.asyncio.client import connect
 
-from harness import Pointsman
+from harness import NatsServer, Pointsman
 from pointsman.serve.provision import ProvisionPool
+from pointsman.upstream.providers.base import service_instance_id
 from pointsman.upstream.provision import Phase, PoolExhausted
 
 IMAGE = "localhost/pointsman-test-echo:latest"
@@ -288,3 +291,121 @@ async def test_after_sigkill_the_next_start_cleans_only_its_own(
             await container.delete(force=True)
         for ref in await labelled(engine, instance):  # never leave our own mess behind
             await engine.containers.container(ref).delete(force=True)
+
+
+async def test_gateway_sockets_get_their_own_service_container(
+        podman_socket: str, engine: aiodocker.Docker, nats_server: NatsServer,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    """An SDK gateway service per socket, in containers of the busybox test image.
+
+    The image has no Python: the host's interpreter, the virtualenv and this
+    checkout are mounted read-only, and host networking lets the service reach
+    NATS on 127.0.0.1 (the instance connects out; nothing connects in).
+    """
+    instance = unique_instance("gw")
+    mounts = sorted({"/usr:/usr:ro", f"{sys.base_prefix}:{sys.base_prefix}:ro",
+                     f"{sys.prefix}:{sys.prefix}:ro", f"{ROOT}:{ROOT}:ro"})
+    provider = docker_provider(
+        podman_socket, network_mode="host", port=0, mounts=mounts, memory="256m",
+        command=[sys.executable, "-I", str(ROOT / "tests" / "integration" /
+                                           "provisioned_service.py"),
+                 "{nats_url}", "{instance_id}"])
+    upstream = {"kind": "provision", "instance": instance, "warm": 1, "max_live": 4,
+                "start_timeout": 20.0, "backoff_initial": 0.05, "provider": provider,
+                "probe": {"kind": "announce", "interval": 0.05}}
+    text = ('[[listeners]]\nprotocol = "gateway"\nname = "gw"\nlisten = "127.0.0.1:0"\n'
+            f'nats_url = "{nats_server.url}"\nannounce_interval = 0.5\n'
+            'services = [{ name = "term", upstream = "term" }]\n\n'
+            f'[upstreams]\nterm = {_toml_inline(upstream)}\n')
+    proxy = pointsman("serve", "-c", str(write_config(text)))
+    host, port = proxy.address("gw")
+    url = f"ws://{host}:{port}/ws"
+
+    async def whoami(ws: Any, ident: str) -> dict[str, Any]:
+        await ws.send(json.dumps({"path": "/whoami", "id": ident}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert reply["id"] == ident, reply
+        data: dict[str, Any] = reply["data"]
+        return data
+
+    async def instances() -> set[str]:
+        """The service instance ids of our live containers (from their backend labels)."""
+        filters = {"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]}
+        found = await engine.containers.list(all=True, filters=filters)
+        return {service_instance_id(c["Labels"]["pointsman.backend"]) for c in found}
+
+    try:
+        async with connect(url, open_timeout=30) as first, \
+                connect(url, open_timeout=30) as second:
+            one, two = await whoami(first, "a"), await whoami(second, "b")
+            assert (await whoami(first, "a2"))["count"] == 2
+            assert one["instance"] != two["instance"]
+            assert {one["instance"], two["instance"]} <= await instances()
+        deadline = time.monotonic() + 15
+        while {one["instance"], two["instance"]} & await instances():
+            assert time.monotonic() < deadline, "closed sockets' containers are still there"
+            await asyncio.sleep(0.1)
+    finally:
+        proxy.stop(signal.SIGTERM)
+    assert await labelled(engine, instance) == []
+
+
+async def test_a_killed_workers_containers_go_and_its_siblings_stay(
+        podman_socket: str, engine: aiodocker.Docker,
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    """Two workers; SIGKILL one: the leader removes the containers labelled with it."""
+    instance = unique_instance("wrk")
+    text = "[process]\nworkers = 2\n\n" + listener_config(podman_socket, instance, warm=1)
+    proxy = pointsman("serve", "-c", str(write_config(text)))
+    host, port = proxy.address("ws")
+
+    async def by_worker() -> dict[str, set[str]]:
+        filters = {"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]}
+        found: dict[str, set[str]] = {}
+        for attempt in range(5):
+            try:
+                for c in await engine.containers.list(all=True, filters=filters):
+                    found.setdefault(c["Labels"]["pointsman.worker"], set()).add(str(c.id))
+                return found
+            except DockerError as exc:  # a listing racing a removal (see ``labelled``)
+                if exc.status != 500 or attempt == 4:
+                    raise
+                found = {}
+                await asyncio.sleep(0.05)
+        return found
+
+    held: list[tuple[Any, str]] = []  # (socket, worker of its container)
+    try:
+        deadline = time.monotonic() + 30
+        while len(await by_worker()) < 2:
+            assert time.monotonic() < deadline, "the workers did not warm their containers"
+            await asyncio.sleep(0.1)
+        for _ in range(12):  # until both workers lease a container to one of ours
+            ws = await connect(f"ws://{host}:{port}/", open_timeout=20)
+            hello = await asyncio.wait_for(ws.recv(), 20)
+            short = str(hello).removeprefix("hello from ")
+            worker = next(w for w, refs in (await by_worker()).items()
+                          if any(ref.startswith(short) for ref in refs))
+            held.append((ws, worker))
+            if len({w for _, w in held}) == 2:
+                break
+        assert len({w for _, w in held}) == 2, "connections never reached both workers"
+        victim = held[0][1]
+        survivor = next(w for _, w in held if w != victim)
+        before = await by_worker()
+        os.kill(int(victim), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim in await by_worker():
+            assert time.monotonic() < deadline, "the killed worker's containers survived"
+            await asyncio.sleep(0.1)
+        assert before[survivor] <= (await by_worker()).get(survivor, set())
+        for ws, worker in held:
+            if worker == survivor:
+                await ws.send("still there?")
+                assert await asyncio.wait_for(ws.recv(), 5) == "$ still there?"
+    finally:
+        for ws, _ in held:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        proxy.stop(signal.SIGTERM)
+    assert await labelled(engine, instance) == []

@@ -147,7 +147,7 @@ async def test_sigkill_then_restart_removes_the_leftovers(
 
 
 def http_config_text(instance: str, **pool: object) -> str:
-    """An HTTP listener whose route for 127.0.0.1 provisions a process per request."""
+    """An HTTP listener whose route for 127.0.0.1 provisions a process per connection."""
     tcp = config_text(instance, **pool)
     upstream = tcp[tcp.index("[upstreams.terminal]"):]
     return f"""
@@ -183,7 +183,7 @@ async def test_http_route_gives_each_websocket_its_own_backend(
     records = proxy.wait_access(2)
     assert {f"hello from {r['backend_id']}" for r in records} == set(hellos)
     assert all(record["status"] == 101 for record in records)
-    # a plain request gets a backend too, stopped once answered
+    # a plain request gets a backend too, stopped once its connection closes
     assert http_get(host, port, "/health").startswith(b"HTTP/1.1 200")
     wait_until(lambda: len(processes_with_env(labels(instance))) == 1)  # the warm spare
     proxy.stop(signal.SIGTERM)

@@ -131,3 +131,43 @@ def test_the_per_connection_example_loads() -> None:
     assert isinstance(process, ProcessProviderConfig)
     assert process.cwd == str(path.parent)
     assert pools["terminal"].instance == pools["terminal-processes"].instance
+
+
+GATEWAY_SERVICE = """
+[[listeners]]
+protocol = "gateway"
+name = "gw"
+listen = "127.0.0.1:0"
+
+[[listeners.services]]
+name = "term"
+upstream = "term"
+
+[upstreams.term]
+kind = "provision"
+
+[upstreams.term.probe]
+kind = "announce"
+
+[upstreams.term.provider]
+kind = "process"
+command = ["python3", "svc.py", "{nats_url}", "{instance_id}"]
+"""
+
+
+def test_a_gateway_service_on_a_provision_upstream_needs_no_port() -> None:
+    config = loads(GATEWAY_SERVICE)
+    listener = config.listeners[0]
+    assert [(s.name, s.upstream) for s in listener.services] == [("term", "term")]  # type: ignore[union-attr]
+
+
+def test_gateway_services_name_provision_upstreams() -> None:
+    text = GATEWAY_SERVICE.replace('upstream = "term"', 'upstream = "nope"')
+    assert any("services[0].upstream: no provision upstream named 'nope'" in issue
+               for issue in issues(text))
+
+
+def test_announce_readiness_needs_a_gateway_that_uses_the_upstream() -> None:
+    text = GATEWAY_SERVICE[GATEWAY_SERVICE.index("[upstreams.term]"):]
+    assert any("upstreams.term.probe.kind: 'announce' needs a gateway" in issue
+               for issue in issues(text))

@@ -11,7 +11,9 @@ nginx's process model in asyncio. The leader
   workers on the same sockets, waits until each is ready, and only then asks
   the old generation to quit gracefully, so no connection is refused or reset
   at any moment of a reload;
-* restarts a crashed worker, with backoff, and logs the crash;
+* restarts a crashed worker, with backoff, and logs the crash; first it
+  removes the backends the worker had provisioned (labelled with its pid),
+  as no one else will stop them before the leader itself stops;
 * on QUIT lets every worker drain (up to ``drain_timeout``) and then exits;
   on TERM or INT stops them at once; on USR1 reopens logs everywhere.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -38,7 +41,7 @@ from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
 from pointsman import __version__
-from pointsman.config import Config, ConfigError, parse_listen, resolve_path
+from pointsman.config import Config, ConfigError, ProvisionUpstream, parse_listen, resolve_path
 from pointsman.control import notify
 from pointsman.control.admin import Admin
 from pointsman.control.admin_kv import AdminKv
@@ -66,6 +69,7 @@ from pointsman.wire.gorouter import RegistryMessage, decode_registration, encode
 __all__ = ["Leader", "serve", "worker_count"]
 
 FAST_STOP_TIMEOUT = 5.0
+WORKER_SWEEP_TIMEOUT = 10.0
 KV_FIRST_SYNC_WAIT = 3.0  # seconds "ready" waits for the routes bucket when NATS is up
 KILL_WAIT = 2.0
 CALL_TIMEOUT = 2.0
@@ -117,6 +121,7 @@ class Leader:
         self.restarts = 0
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._next_call = 0
+        self._worker_configs: dict[int, Config] = {}  # by pid: what its pools were built from
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -295,6 +300,7 @@ class Leader:
         worker.channel = channel
         channel.start()
         self.workers[pid] = worker
+        self._worker_configs[pid] = config
         self.events.event("debug", "worker_started", pid=pid, slot=slot, generation=generation)
         return worker
 
@@ -314,12 +320,17 @@ class Leader:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            config = self._worker_configs.pop(pid, self.worker_config)
             was_ready = worker.is_ready
             worker.on_exit(status)
             self.aggregator.retire(worker.stats)
+            # A worker that did not exit cleanly may have left provisioned backends.
+            sweep = status != 0 and not self.stopping
             if worker.retiring or self.stopping or not was_ready:
                 self.events.event("debug", "worker_exited", pid=pid, slot=worker.slot,
                                   generation=worker.generation, status=describe_status(status))
+                if sweep:
+                    self.spawn(functools.partial(self._sweep_worker, pid, config))
                 continue
             if self.current.get(worker.slot) is not worker:
                 continue
@@ -328,7 +339,26 @@ class Leader:
             self.events.event("error", "worker_crashed", pid=pid, slot=worker.slot,
                               generation=worker.generation, status=describe_status(status),
                               restart_in=delay)
-            asyncio.get_running_loop().call_later(delay, self._replace, worker)
+            self.spawn(functools.partial(self._sweep_then_replace, worker, config, delay))
+
+    async def _sweep_worker(self, pid: int, config: Config) -> None:
+        """Remove the backends worker ``pid`` provisioned (its label), and only those."""
+        try:
+            removed = await asyncio.wait_for(
+                sweep_leftovers(config, self.events, worker=str(pid)), WORKER_SWEEP_TIMEOUT)
+        except TimeoutError:
+            self.events.event("warning", "provision.worker_sweep_timeout", pid=pid)
+            return
+        if removed:
+            self.events.event("info", "provision.worker_swept", pid=pid, count=removed)
+
+    async def _sweep_then_replace(self, crashed: Worker, config: Config, delay: float) -> None:
+        """A crashed worker's backends go first; its replacement comes after the backoff."""
+        began = time.monotonic()
+        if any(isinstance(u, ProvisionUpstream) for u in config.upstreams.values()):
+            await self._sweep_worker(crashed.pid, config)
+        wait = max(0.0, delay - (time.monotonic() - began))
+        asyncio.get_running_loop().call_later(wait, self._replace, crashed)
 
     def _replace(self, crashed: Worker) -> None:
         if self.stopping or self.current.get(crashed.slot) is not crashed:

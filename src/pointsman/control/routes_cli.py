@@ -1,8 +1,10 @@
 """``pointsman routes``: the admin API's routes and upstreams as a table for people.
 
-It reads ``GET /routes`` and ``GET /upstreams`` from the leader (address and
-token from ``-c FILE``'s ``[admin]``, or ``--admin``/``--token``, or
-``POINTSMAN_ADMIN_TOKEN``) and prints one line per endpoint.
+It reads ``GET /routes``, ``GET /upstreams`` and ``GET /provision`` from the
+leader (address and token from ``-c FILE``'s ``[admin]``, or
+``--admin``/``--token``, or ``POINTSMAN_ADMIN_TOKEN``) and prints one line per
+endpoint and one per provisioned backend, so containers and processes can be
+watched as they come and go.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int]) -> list
 
 
 def render_tables(routes: dict[str, list[dict[str, Any]]],
-                  upstreams: dict[str, list[dict[str, Any]]]) -> str:
+                  upstreams: dict[str, list[dict[str, Any]]],
+                  provision: dict[str, dict[str, Any]] | None = None) -> str:
     out: list[str] = []
     route_rows = []
     for uri in sorted(routes):
@@ -73,4 +76,33 @@ def render_tables(routes: dict[str, list[dict[str, Any]]],
     out.append(f"UPSTREAMS ({len(upstreams)})")
     out += _table(["UPSTREAM", "ENDPOINT", "HEALTH", "OPEN", "TOTAL", "FAILS"], upstream_rows,
                   {3, 4, 5}) if upstream_rows else ["  (none)"]
+    if provision:
+        out.append("")
+        out += _provision_table(provision)
     return "\n".join(out) + "\n"
+
+
+def _provision_table(provision: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per provisioned backend, after a count per pool and phase."""
+    rows = []
+    summary = []
+    for name in sorted(provision):
+        pool = provision[name]
+        counts = pool.get("counts") or {}
+        summary.append(f"  {name} ({pool.get('provider', '?')}): " + ", ".join(
+            f"{counts.get(phase, 0)} {phase}" for phase in ("starting", "ready", "busy",
+                                                            "stopping"))
+            + f", {pool.get('waiting', 0)} waiting")
+        for backend in pool.get("backends") or []:
+            address = f"{backend.get('host')}:{backend.get('port')}" if backend.get("port") \
+                else "-"
+            leased = backend.get("leased_for")
+            rows.append([name, str(backend.get("id", "")), str(backend.get("phase", "")),
+                         address, str(backend.get("ref", ""))[:12] or "-",
+                         f"{backend.get('age', 0):.1f}s",
+                         "-" if leased is None else f"{leased:.1f}s"])
+    out = [f"PROVISIONED ({sum(len(p.get('backends') or []) for p in provision.values())})",
+           *summary]
+    out += _table(["UPSTREAM", "BACKEND", "PHASE", "ADDRESS", "REF", "AGE", "LEASED"], rows,
+                  {5, 6}) if rows else ["  (none)"]
+    return out

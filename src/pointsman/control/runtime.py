@@ -108,6 +108,7 @@ class Runtime:
         # A worker leaves the admin API, and sweeping provisioned leftovers, to its leader.
         self.serve_admin = True
         self.sweeps = True
+        self.provision_worker: str | None = None  # a worker labels its backends with this
         self.poller: Poller | None = None
         self.provision: dict[str, ProvisionPool] = {}
 
@@ -165,7 +166,7 @@ class Runtime:
         Returns the pools the new config no longer uses, to close once the old
         listeners have drained.
         """
-        wanted = build_provision_pools(config, self.events)
+        wanted = build_provision_pools(config, self.events, self.provision_worker)
         current, retired = dict(self.provision), []
         opened: list[ProvisionPool] = []
         try:

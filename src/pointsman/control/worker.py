@@ -137,6 +137,7 @@ async def _serve(spec: WorkerSpec) -> int:
     runtime.role, runtime.role_level = "worker_", "debug"
     runtime.serve_admin = False
     runtime.sweeps = False
+    runtime.provision_worker = str(os.getpid())  # the leader sweeps this label if we crash
     ops = WorkerOps(runtime)
     ops.drained = set(spec.drained)
 

@@ -153,6 +153,12 @@ def _parse_remote_text(value: str) -> Remote:
     return Remote(host, port)
 
 
+@functools.lru_cache(maxsize=4096)
+def _route_to(value: str) -> Route:
+    """``Route(remote=...)`` for a ``"host:port"`` answer; Routes are immutable, so shared."""
+    return Route(remote=_parse_remote_text(value) if value else parse_remote(value))
+
+
 def normalise(answer: Any) -> Decision:
     """Turn a route function's answer into a ``Route``, ``NOOP`` or ``CLOSE``.
 
@@ -161,6 +167,8 @@ def normalise(answer: Any) -> Decision:
     ``None`` and ``False`` mean "not yet" (a function that falls off its end
     is waiting), ``True`` is not an answer.
     """
+    if type(answer) is str:
+        return _route_to(answer)  # the common answer, checked first
     if answer is None or answer is False:
         return NOOP
     if isinstance(answer, Verdict):

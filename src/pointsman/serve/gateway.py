@@ -15,6 +15,15 @@ sockets lose their pin, are re-pinned on their next message (the new
 instance gets an ``open`` first), and the client gets an error envelope for
 the message that failed. Nothing here creates a coroutine per message.
 
+Provisioned services (``Gateway(..., provision={service: pool})``): every
+socket leases one fresh instance of each such service before its handshake
+is answered (the pool grants only instances this gateway saw announce), is
+pinned to exactly that instance, and releases it when it closes, which stops
+and removes the backend. No other socket is ever pinned to it. When a pool
+has nothing to give within its queue timeout the handshake completes only to
+close with 1013 "try again later"; an instance that vanishes closes its
+socket with 1011, as its per-socket state went with it.
+
 Bounds: a message larger than ``max_message_size`` closes the socket with
 1009 (websockets does it); more than ``max_inflight`` unacked deliveries
 pause reading from that client; more than ``queue_bytes`` waiting to be
@@ -28,7 +37,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -44,10 +53,13 @@ from websockets.server import ServerProtocol
 from pointsman.discovery.announce import AnnouncementIndex, Change, RouteTarget
 from pointsman.routing.patterns import Matcher, PatternError, compile_pattern
 from pointsman.serve import gateway_metrics as metrics
+from pointsman.serve.context import RecordSink
+from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.static import StaticFiles, StaticResponse
 from pointsman.service.service import new_id
 from pointsman.service.transport import Msg, Subscription, Transport
 from pointsman.upstream.pinning import PinIndex
+from pointsman.upstream.provision import PoolExhausted
 from pointsman.wire import gateway_messages as gm
 from pointsman.wire.envelope import Codec, EnvelopeError, codec_for
 
@@ -68,6 +80,8 @@ BAD_ENVELOPE: Final = "bad_envelope"
 UNAVAILABLE: Final = "unavailable"
 INSTANCE_FAILED: Final = "instance_unavailable"
 ENCODING_MISMATCH: Final = "encoding_mismatch"
+#: Close code of a socket whose provisioned instance is gone (its state went with it).
+INSTANCE_GONE: Final = 1011
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +108,14 @@ _Pending = tuple["GatewaySocket", str, str, "str | int | None"]
 class Gateway:
     """Routing state of one gateway and its link to the bus."""
 
-    def __init__(self, settings: GatewaySettings, transport: Transport) -> None:
+    def __init__(self, settings: GatewaySettings, transport: Transport,
+                 provision: Mapping[str, ProvisionPool] | None = None,
+                 access: RecordSink | None = None) -> None:
         self.settings = settings
+        self.access = access  # one record per socket when it ends
+        self.provision = dict(provision or {})  # service name -> its per-socket pool
+        self._leased: dict[str, GatewaySocket] = {}  # provisioned instance -> its socket
+        self._leasing: dict[asyncio.Task[None], GatewaySocket] = {}  # handshakes on hold
         self.site = StaticFiles(settings.static_dir) if settings.static_dir else None
         self.transport = transport
         self.codec: Codec = codec_for(settings.encoding)
@@ -144,6 +164,10 @@ class Gateway:
         self.running = False
         if self._timer is not None:
             self._timer.cancel()
+        for task, waiting in list(self._leasing.items()):
+            task.cancel()
+            if waiting.transport is not None:
+                waiting.transport.close()
         for sock in list(self.sockets.values()):
             sock.close(1001, "gateway shutting down")
             self.socket_closed(sock, 1001, "gateway shutting down")
@@ -205,6 +229,10 @@ class Gateway:
                         sorted(set(announce.routes) - set(good)))
             announce = msgspec.structs.replace(announce, routes=good)
         change = self.index.observe(announce, time.monotonic())
+        if self.provision and change is not Change.IGNORED and change is not Change.REMOVED:
+            pool = self.provision.get(announce.name)
+            if pool is not None:
+                pool.announced(announce.instance)
         if change is Change.ADDED:
             self.pins.add_instance(announce.name, announce.instance)
             self._count_instances(announce.name)
@@ -226,6 +254,9 @@ class Gateway:
         """Forget an instance: unpin its sockets (re-pinned on their next message)."""
         if forget:
             self.index.remove(instance)
+        leased = self._leased.pop(instance, None)
+        if leased is not None:
+            leased.close(INSTANCE_GONE, f"the {service} instance of this socket is gone")
         for socket_id in self.pins.remove_instance(instance):
             # If the instance is only slow, not dead, this frees the socket's state there.
             self._publish_deliver(instance, gm.Deliver(
@@ -258,6 +289,72 @@ class Gateway:
             self._publish_deliver(instance, gm.Deliver(
                 kind="close", gateway=self.id, socket=sock.id, encoding=self.codec.name,
                 code=code, reason=reason))
+        leases = sock.leases
+        if leases is not None:  # provisioned instances end with their socket
+            sock.leases = None
+            for lease in leases.values():
+                self._leased.pop(lease.instance_id, None)
+                lease.release()
+        self.log_socket(sock, code, reason, leases)
+
+    def log_socket(self, sock: GatewaySocket, code: int, reason: str,
+                   leases: dict[str, Lease] | None) -> None:
+        """The socket's access record: who, how long, how it ended, which backends served it."""
+        access = self.access
+        if access is None or not access.enabled:
+            return
+        record: dict[str, Any] = {
+            "ts": round(time.time(), 6),
+            "kind": "gateway",
+            "listener": self.settings.listener,
+            "client": sock.peer,
+            "socket": sock.id,
+            "frames_in": sock.frames,  # control frames (the close) included
+            "duration_ms": round((time.monotonic() - sock.started) * 1000, 3),
+            "code": code,
+            "reason": reason,
+        }
+        if leases:
+            record["backend_ids"] = {name: lease.backend_id for name, lease in leases.items()}
+            record["lease_wait_ms"] = round(max(lease.waited for lease in leases.values())
+                                            * 1000, 3)
+        access.write(record)
+
+    # -- provisioned services -----------------------------------------------------------
+
+    def provision_socket(self, sock: GatewaySocket, response: Response) -> None:
+        """Lease ``sock`` its instances; the handshake ``response`` waits for them."""
+        assert self.loop is not None
+        task = self.loop.create_task(self._lease(sock, response))
+        sock.lease_task = task
+        self._leasing[task] = sock
+        task.add_done_callback(self._leasing.pop)
+
+    async def _lease(self, sock: GatewaySocket, response: Response) -> None:
+        services = list(self.provision)
+        results = await asyncio.gather(*(self.provision[name].acquire() for name in services),
+                                       return_exceptions=True)
+        sock.lease_task = None
+        leases = {name: r for name, r in zip(services, results, strict=True)
+                  if isinstance(r, Lease)}
+        refused = [r for r in results if not isinstance(r, Lease)]
+        if refused or sock.transport is None or not self.running:
+            for lease in leases.values():
+                lease.release()
+            for error in refused:
+                if not isinstance(error, PoolExhausted | asyncio.CancelledError):
+                    log.error("gateway %s: leasing an instance failed: %r",
+                              self.settings.name, error)
+            if sock.transport is not None:
+                sock.refuse(response, PoolExhausted.close_code, PoolExhausted.close_reason)
+                self.log_socket(sock, PoolExhausted.close_code, "pool_exhausted", None)
+            return
+        sock.leases = leases
+        for lease in leases.values():
+            self._leased[lease.instance_id] = sock
+            lease.on_revoke = lambda reason: sock.close(1001, f"provision_{reason}")
+            lease.activity = lambda: sock.frames
+        sock.accepted(response)
 
     def on_message(self, sock: GatewaySocket, frame: bytes) -> None:
         """Route one complete client message."""
@@ -288,7 +385,17 @@ class Gateway:
         instance = pins.pinned(sock.id, target.service)
         kind: gm.DeliverKind = "message"
         if instance is None:
-            instance = pins.pin(sock.id, target.service, target.instances)
+            leases = sock.leases
+            if leases is not None and target.service in leases:  # its own, and only that
+                instance = pins.pin(sock.id, target.service, (leases[target.service].instance_id,))
+                if instance is None:  # gone between its announcement and now
+                    sock.send_error(env.id, UNAVAILABLE,
+                                    f"the {target.service!r} instance of this socket is gone")
+                    sock.close(INSTANCE_GONE, f"the {target.service} instance of this socket "
+                                              "is gone")
+                    return
+            elif target.service not in self.provision:
+                instance = pins.pin(sock.id, target.service, target.instances)
             if instance is None:
                 sock.send_error(env.id, UNAVAILABLE,
                                 f"no instance of {target.service!r} is available")
@@ -421,8 +528,9 @@ class Gateway:
 class GatewaySocket(asyncio.Protocol):
     """One client connection: HTTP upgrade, then envelopes in WebSocket messages."""
 
-    __slots__ = ("awaiting", "binary", "closing", "expects_reply", "fragments", "gateway", "id",
-                 "inflight", "opened", "paused", "transport", "ws")
+    __slots__ = ("awaiting", "binary", "closing", "expects_reply", "fragments", "frames",
+                 "gateway", "id", "inflight", "lease_task", "leases", "opened", "paused", "peer",
+                 "started", "transport", "ws")
 
     def __init__(self, gateway: Gateway) -> None:
         # Shared
@@ -441,12 +549,20 @@ class GatewaySocket(asyncio.Protocol):
         self.expects_reply = False
         self.fragments: list[bytes] | None = None
         self.awaiting: dict[str | int | None, str] | None = None
+        self.frames = 0
+        self.started = 0.0
+        self.peer = ""
+        self.lease_task: asyncio.Task[None] | None = None
+        self.leases: dict[str, Lease] | None = None  # provisioned service -> its instance
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self.started = time.monotonic()
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
@@ -466,6 +582,9 @@ class GatewaySocket(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.lease_task is not None:
+            self.lease_task.cancel()
+            self.lease_task = None
         if self.opened:
             rcvd = self.ws.close_rcvd
             code = rcvd.code if rcvd is not None else 1006
@@ -486,13 +605,40 @@ class GatewaySocket(asyncio.Protocol):
             ws.send_response(ws.reject(503, "too many connections\n"))
             return
         response = ws.accept(request)
+        if response.status_code == 101 and gateway.provision:
+            if self.transport is not None:
+                self.transport.pause_reading()  # nothing to read before the 101 anyway
+            gateway.provision_socket(self, response)
+            return
         ws.send_response(response)
         if response.status_code == 101:
             self.id = gateway.new_socket_id()
             self.opened = True
             gateway.socket_opened(self)
 
+    def accepted(self, response: Response) -> None:
+        """The held handshake ``response`` goes out: the socket is open (provisioned)."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.ws.send_response(response)
+        self.id = self.gateway.new_socket_id()
+        self.opened = True
+        self.gateway.socket_opened(self)
+        self._flush()
+        transport.resume_reading()
+
+    def refuse(self, response: Response, code: int, reason: str) -> None:
+        """Complete the handshake only to close with ``code``: a browser's WebSocket
+        sees a refused handshake as 1006, but a close frame's code reaches page code."""
+        if self.transport is None:
+            return
+        self.ws.send_response(response)
+        self.close(code, reason)
+        self.transport.resume_reading()
+
     def _on_frame(self, frame: Frame) -> None:
+        self.frames += 1
         opcode = frame.opcode
         data = bytes(frame.data)
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from pointsman.config import GatewayListener
-from pointsman.serve.context import ServeContext
+from pointsman.serve.context import RecordSink, ServeContext
 from pointsman.serve.gateway import Gateway, GatewaySettings, socket_factory
+from pointsman.serve.provision import ProvisionPool
 from pointsman.serve.tcp import open_listening_sockets
 from pointsman.service.nats_transport import NatsTransport
 from pointsman.service.transport import Transport
@@ -104,16 +106,24 @@ def settings_from_config(config: GatewayListener, config_dir: Path) -> GatewaySe
 
 async def serve_gateway(settings: GatewaySettings, transport: Transport, host: str = "127.0.0.1",
                         port: int = 0, *, owns_transport: bool = False,
-                        reuse_port: bool = False) -> GatewayServer:
-    """Start a gateway on ``host:port`` (0 picks a free port) over ``transport``."""
+                        reuse_port: bool = False,
+                        provision: Mapping[str, ProvisionPool] | None = None) -> GatewayServer:
+    """Start a gateway on ``host:port`` (0 picks a free port) over ``transport``.
+
+    ``provision`` maps service names to the (opened) pools whose instances are
+    leased one per socket.
+    """
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return await _serve(settings, transport, listen, owns_transport, reuse_port)
+    return await _serve(settings, transport, listen, owns_transport, reuse_port,
+                        provision=provision)
 
 
 async def _serve(settings: GatewaySettings, transport: Transport, listen: str,
                  owns_transport: bool, reuse_port: bool,
-                 sockets: list[socket.socket] | None = None) -> GatewayServer:
-    gateway = Gateway(settings, transport)
+                 sockets: list[socket.socket] | None = None,
+                 provision: Mapping[str, ProvisionPool] | None = None,
+                 access: RecordSink | None = None) -> GatewayServer:
+    gateway = Gateway(settings, transport, provision, access)
     await gateway.start()
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
@@ -132,6 +142,7 @@ async def _serve(settings: GatewaySettings, transport: Transport, listen: str,
 async def start(config: GatewayListener, ctx: ServeContext) -> GatewayServer:
     """The runtime's starter: connect to NATS, then bind and accept."""
     settings = settings_from_config(config, ctx.config_dir)
+    provision = {service.name: ctx.provision[service.upstream] for service in config.services}
     transport = NatsTransport(config.nats_url, name=f"pointsman-gateway-{config.gateway_name}")
     try:
         await transport.connect()
@@ -140,7 +151,7 @@ async def start(config: GatewayListener, ctx: ServeContext) -> GatewayServer:
                       f"{exc}") from exc
     try:
         return await _serve(settings, transport, config.listen, True, ctx.reuse_port,
-                            ctx.listening_sockets(config.listen))
+                            ctx.listening_sockets(config.listen), provision, ctx.access)
     except BaseException:
         await transport.close()
         raise

@@ -47,8 +47,10 @@ from pointsman.serve.flow import (
 from pointsman.serve.http_choice import Chooser
 from pointsman.serve.http_exchange import Exchange
 from pointsman.serve.http_metrics import HttpStats, register
+from pointsman.serve.http_provision import release_leases
 from pointsman.serve.http_tunnel import Tunnel
 from pointsman.serve.http_upstream import ConnectionPool, UpstreamConnection
+from pointsman.serve.provision import Lease
 from pointsman.serve.static import StaticFiles
 from pointsman.upstream.pool import EndpointStates
 from pointsman.wire.errors import RemoteProtocolError
@@ -79,7 +81,7 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
             pools.append(RoutePool(key, (), static_root=str(ctx.config_dir / route.root)))
             continue
         if route.upstream is not None and route.upstream in ctx.provision:
-            # A fresh backend per request (Exchange._lease_then_connect); the table
+            # A backend per client connection (serve.http_provision); the table
             # only matches routes with endpoints, so this one names its upstream.
             placeholder = Endpoint("provision", 0, app=route.host,
                                    instance_id=f"provision:{route.upstream}")
@@ -234,7 +236,7 @@ class ClientConnection(RequestParser, asyncio.Protocol):
     """One client connection: parses requests, orders exchanges, owns the deadlines."""
 
     __slots__ = ("_head_bytes", "_headers", "_parser", "_url", "client_ip", "client_ip_bytes",
-                 "closing", "current", "flow", "max_header_bytes", "partial", "queue",
+                 "closing", "current", "flow", "leases", "max_header_bytes", "partial", "queue",
                  "read_deadline", "read_kind", "reading", "server", "started", "transport",
                  "trusted", "tunnel", "tunnel_backlog", "write_paused")
 
@@ -256,6 +258,7 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         self.started = 0.0
         self.tunnel: Tunnel | None = None
         self.tunnel_backlog: list[bytes] | None = None
+        self.leases: dict[str, Lease] | None = None  # provisioned backends, by upstream
         # Per-request state
         self.current: Exchange | None = None
         self.reading: Exchange | None = None
@@ -317,6 +320,8 @@ class ClientConnection(RequestParser, asyncio.Protocol):
             current.abandon("client_closed")
         self.queue.clear()
         self.server.removed(self)
+        if self.leases is not None:
+            release_leases(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True

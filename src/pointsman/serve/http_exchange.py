@@ -27,7 +27,7 @@ from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.serve.backend_tls import TLS_FAILURES
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState, context_path, tls_name
-from pointsman.serve.http_provision import lease_then_connect
+from pointsman.serve.http_provision import use_provision
 from pointsman.serve.http_upstream import UpstreamConnection
 from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
@@ -177,7 +177,7 @@ class Exchange:
             return
         provision = server.provision_routes.get(pool.key)
         if provision is not None:
-            self.lease_task = server.loop.create_task(lease_then_connect(self, provision))
+            use_provision(self, provision)
             return
         self.route = server.chooser.route(pool)
         pinned = None
@@ -386,6 +386,7 @@ class Exchange:
         # Held back so the head and the first body bytes leave in one send.
         self.head_out = build_response_head(
             head, request_id=self.request_id, chunk=self.chunk, close=self.close,
+            http10=request.version == "1.0",
             sticky_names=client.server.sticky_names, instance_id=instance,
             force_sticky=force,
             cookie_path=self.route.cookie_path if self.route is not None
@@ -595,6 +596,8 @@ class Exchange:
         lines.extend(name + b": " + value + b"\r\n" for name, value in answer.headers)
         if self.close:
             lines.append(b"Connection: close\r\n")
+        elif head.version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
         assert client.transport is not None
         client.transport.write(b"".join(lines) + answer.body)
@@ -636,9 +639,7 @@ class Exchange:
 
     def _finish(self) -> None:
         self._release_state()
-        lease = self.lease
-        if lease is not None:  # the request (or WebSocket) is over: so is its backend
-            lease.release()
+        lease = self.lease  # the connection's: released when the client connection ends
         server = self.client.server
         duration = time.monotonic() - self.start
         route = self.pool.key if self.pool is not None else ""

@@ -1,10 +1,13 @@
-"""HTTP routes whose upstream is ``kind = "provision"``: a fresh backend per request.
+"""HTTP routes whose upstream is ``kind = "provision"``: a backend per client connection.
 
-For a WebSocket upgrade that is one backend per WebSocket connection
-(soh-router's model): it is leased when the request arrives, kept through the
-tunnel, and stopped when the tunnel ends (``Exchange._finish`` releases it).
-Such a request is never retried on another backend and its upstream
-connection is never kept alive for another request.
+The first request on a route of such an upstream leases a backend for the
+client's connection; every later request of that kept-alive connection to the
+same upstream goes to the same backend, and the backend is stopped when the
+client connection ends (the client closes, the keep-alive timeout closes it,
+or a WebSocket tunnel through it ends). A connection that reaches several
+provision upstreams holds one lease on each. Such requests are never retried
+on another backend, and each opens its own upstream connection to the
+backend (nothing is pooled across leases).
 
 When no backend comes within the pool's queue timeout, a plain request gets
 503; a WebSocket upgrade gets the handshake completed and a close frame 1013
@@ -17,18 +20,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pointsman.routing.table import Endpoint
-from pointsman.serve.provision import ProvisionPool
+from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.upstream.provision import PoolExhausted
 from pointsman.wire.websocket_refusal import refusal, websocket_key
 
 if TYPE_CHECKING:
+    from pointsman.serve.http1 import ClientConnection
     from pointsman.serve.http_exchange import Exchange
 
-__all__ = ["lease_then_connect", "refuse_websocket"]
+__all__ = ["lease_then_connect", "refuse_websocket", "release_leases", "use_provision"]
+
+
+def use_provision(exchange: Exchange, provision: ProvisionPool) -> None:
+    """Send ``exchange`` to its connection's backend, leasing one first if it has none."""
+    leases = exchange.client.leases
+    lease = leases.get(provision.name) if leases is not None else None
+    if lease is not None and not lease.released:
+        _connect(exchange, lease)
+        return
+    exchange.lease_task = exchange.client.server.loop.create_task(
+        lease_then_connect(exchange, provision))
 
 
 async def lease_then_connect(exchange: Exchange, provision: ProvisionPool) -> None:
-    """Lease a backend for ``exchange``, then open its upstream connection to it."""
+    """Lease a backend for ``exchange``'s connection, then open an upstream connection to it."""
     try:
         lease = await provision.acquire()
     except PoolExhausted as exc:
@@ -42,15 +57,35 @@ async def lease_then_connect(exchange: Exchange, provision: ProvisionPool) -> No
         return
     exchange.lease_task = None
     client = exchange.client
-    if client.current is not exchange or client.transport is None \
+    if client not in client.server.connections or client.transport is None \
             or client.transport.is_closing():
-        lease.release()
+        lease.release()  # the connection is over: nobody would release it later
         return
-    exchange.lease = lease
+    if client.leases is None:
+        client.leases = {}
+    client.leases[provision.name] = lease
     lease.on_revoke = lambda reason: client.abort(f"provision_{reason}")
+    lease.activity = lambda: lease.uses
+    if client.current is not exchange:
+        return  # the exchange was abandoned; the connection keeps the lease until it ends
+    _connect(exchange, lease)
+
+
+def _connect(exchange: Exchange, lease: Lease) -> None:
+    lease.uses += 1
+    exchange.lease = lease
     endpoint = exchange.endpoint = Endpoint(lease.host, lease.port,
                                             instance_id=lease.backend_id)
-    client.server.pool.connect(lease.host, lease.port, endpoint.address, exchange.connected)
+    exchange.client.server.pool.connect(lease.host, lease.port, endpoint.address,
+                                        exchange.connected)
+
+
+def release_leases(client: ClientConnection) -> None:
+    """The client connection ended: so do its backends."""
+    leases, client.leases = client.leases, None
+    if leases is not None:
+        for lease in leases.values():
+            lease.release()
 
 
 def refuse_websocket(exchange: Exchange, key: bytes, exc: PoolExhausted) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from pointsman.serve.backend_tls import classify
 from pointsman.serve.flow import PEER_FULL, WRITE_HIGH, WRITE_LOW, FlowControl
 from pointsman.wire.errors import RemoteProtocolError
-from pointsman.wire.http1 import ResponseHead, ResponseParser
+from pointsman.wire.http1 import ResponseHandler, ResponseParser
 
 if TYPE_CHECKING:
     from pointsman.serve.http_tunnel import Tunnel
@@ -32,14 +32,12 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionPool", "ResponseSink", "UpstreamConnection"]
 
 
-class ResponseSink(Protocol):
-    """What an upstream connection reports to the exchange it serves."""
+class ResponseSink(ResponseHandler, Protocol):
+    """What an upstream connection reports to the exchange it serves.
 
-    def on_response_head(self, head: ResponseHead) -> None: ...
-
-    def on_response_body(self, data: bytes) -> None: ...
-
-    def on_response_end(self) -> None: ...
+    The parser reports heads, bodies and ends to it directly; the connection
+    adds the rest.
+    """
 
     def flush(self) -> None: ...
 
@@ -129,20 +127,6 @@ class UpstreamConnection(ResponseParser, asyncio.Protocol):
             self.tunnel.upstream_full(False)
         elif self.sink is not None:
             self.sink.upstream_write_paused(False)
-
-    # -- ResponseParser hooks -----------------------------------------------------------
-
-    def response_received(self, head: ResponseHead) -> None:
-        if self.sink is not None:
-            self.sink.on_response_head(head)
-
-    def response_body_received(self, data: bytes) -> None:
-        if self.sink is not None:
-            self.sink.on_response_body(data)
-
-    def response_ended(self) -> None:
-        if self.sink is not None:
-            self.sink.on_response_end()
 
     # -- use ----------------------------------------------------------------------------
 

@@ -75,6 +75,17 @@ class Poller:
         if self._writers.pop(fd, None) is not None:
             self._update(fd, True)
 
+    def forget(self, fd: int) -> None:
+        """Drop ``fd``'s callbacks because it is about to be closed.
+
+        Closing a descriptor takes it out of an epoll set by itself, so with
+        epoll this costs no system call; a selector is told.
+        """
+        registered = self._readers.pop(fd, None) is not None
+        registered = self._writers.pop(fd, None) is not None or registered
+        if registered and not isinstance(self._impl, select.epoll):
+            self._impl.unregister(fd)
+
     def _update(self, fd: int, registered: bool) -> None:
         events = (self._read if fd in self._readers else 0) \
             | (self._write if fd in self._writers else 0)

@@ -21,7 +21,14 @@ deadline is due, so activity costs nothing per chunk.
 
 Clean-up: ``open`` removes every backend labelled with this instance and
 upstream before warming (leftovers of a crash), and ``close`` stops what it
-started, then sweeps the labels again.
+started, then sweeps the labels again. Under a leader, each worker's pools
+also label their backends with the worker (``pointsman.worker=<pid>``), so
+the leader can remove exactly a crashed worker's backends
+(``sweep_leftovers(config, worker=pid)``) while its siblings' keep serving.
+
+Gateway service instances (probe ``kind = "announce"``) are ready when a
+gateway that uses the pool saw them announce: the gateway calls
+``announced(instance_id)`` and the start waiting for that id completes.
 """
 
 from __future__ import annotations
@@ -38,16 +45,24 @@ from typing import Any, Protocol
 
 import msgspec
 
-from pointsman.config import Config, ProcessProviderConfig, ProvisionUpstream, resolve_path
+from pointsman.config import (
+    Config,
+    GatewayListener,
+    ProcessProviderConfig,
+    ProvisionUpstream,
+    resolve_path,
+)
 from pointsman.upstream.providers import (
     INSTANCE_LABEL,
     MANAGED_LABEL,
     UPSTREAM_LABEL,
+    WORKER_LABEL,
     Handle,
     Provider,
     ProviderError,
     make_provider,
 )
+from pointsman.upstream.providers.base import service_instance_id
 from pointsman.upstream.provision import (
     Action,
     Grant,
@@ -63,6 +78,7 @@ from pointsman.upstream.provision import (
 
 __all__ = ["Lease", "ProvisionPool", "build_pools", "default_instance", "sweep_leftovers"]
 
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 CLOSE_TIMEOUT = 15.0
 CLOSE_POLL_INTERVAL = 0.1
 MAX_NAME_PART = 24
@@ -86,10 +102,29 @@ def default_instance(config_source: str) -> str:
     return f"{socket.gethostname()}-{digest}"
 
 
-def build_pools(config: Config, events: Events | None = None) -> dict[str, ProvisionPool]:
+def nats_url_for(config: Config, upstream: str) -> str:
+    """The bus ``{nats_url}`` names for an upstream: that of the gateway using it."""
+    for listener in config.listeners:
+        if isinstance(listener, GatewayListener) and any(
+                service.upstream == upstream for service in listener.services):
+            return listener.nats_url
+    if config.nats is not None and config.nats.servers:
+        return ",".join(config.nats.servers)
+    return DEFAULT_NATS_URL
+
+
+def _fill_nats_url(template: str, url: str) -> str:
+    return template.replace("{nats_url}", url.replace("{", "{{").replace("}", "}}"))
+
+
+def build_pools(config: Config, events: Events | None = None,
+                worker: str | None = None) -> dict[str, ProvisionPool]:
     """A pool (not yet opened) for every ``kind = "provision"`` upstream in ``config``.
 
-    A process provider's relative ``cwd`` is read from the config file's folder.
+    A process provider's relative ``cwd`` is read from the config file's folder;
+    ``{nats_url}`` in a provider's command and env is filled here (the other
+    fields per backend, by the provider). ``worker`` labels every backend with
+    the worker process that owns it.
     """
     pools: dict[str, ProvisionPool] = {}
     for name, upstream in config.upstreams.items():
@@ -98,22 +133,30 @@ def build_pools(config: Config, events: Events | None = None) -> dict[str, Provi
         provider = upstream.provider
         if isinstance(provider, ProcessProviderConfig) and provider.cwd is not None:
             cwd = str(resolve_path(config, provider.cwd))
-            upstream = msgspec.structs.replace(
-                upstream, provider=msgspec.structs.replace(provider, cwd=cwd))
+            provider = msgspec.structs.replace(provider, cwd=cwd)
+        url = nats_url_for(config, name)
+        command = provider.command
+        provider = msgspec.structs.replace(
+            provider, env={key: _fill_nats_url(value, url) for key, value in provider.env.items()},
+            command=None if command is None else [_fill_nats_url(part, url) for part in command])
+        upstream = msgspec.structs.replace(upstream, provider=provider)
         instance = upstream.instance or default_instance(config.source)
-        pools[name] = ProvisionPool(name, upstream, instance=instance, events=events)
+        pools[name] = ProvisionPool(name, upstream, instance=instance, events=events,
+                                    worker=worker)
     return pools
 
 
-async def sweep_leftovers(config: Config, events: Events | None = None) -> int:
+async def sweep_leftovers(config: Config, events: Events | None = None,
+                          worker: str | None = None) -> int:
     """Remove every backend labelled with this config's instances, warming nothing.
 
     The leader of a worker group calls this before it forks and after its last
     worker is gone: workers share one instance label, so a worker sweeping on
-    its own would remove its siblings' live backends.
+    its own would remove its siblings' live backends. With ``worker`` only that
+    worker's backends go (the leader, when it reaps a crashed worker).
     """
     removed = 0
-    for pool in build_pools(config, events).values():
+    for pool in build_pools(config, events, worker).values():
         try:
             removed += await pool.sweep()
         except ProviderError as exc:
@@ -135,7 +178,12 @@ class Lease:
     """One backend, leased to one connection; ``release`` exactly once when it ends."""
 
     __slots__ = ("_pool", "_released", "activity", "backend_id", "host", "on_revoke", "port",
-                 "ref", "waited")
+                 "ref", "uses", "waited")
+
+    @property
+    def instance_id(self) -> str:
+        """The gateway service instance id this backend was given (``{instance_id}``)."""
+        return service_instance_id(self.backend_id)
 
     def __init__(self, pool: ProvisionPool, backend_id: str, handle: Handle,
                  waited: float) -> None:
@@ -147,6 +195,7 @@ class Lease:
         self.waited = waited
         self.on_revoke: Callable[[str], None] | None = None
         self.activity: Callable[[], int] | None = None
+        self.uses = 0  # requests sent to it (HTTP keeps one lease per client connection)
         self._released = False
 
     @property
@@ -171,7 +220,8 @@ class ProvisionPool:
     """A warm pool of per-connection backends for one ``kind = "provision"`` upstream."""
 
     def __init__(self, name: str, config: ProvisionUpstream, *, instance: str,
-                 provider: Provider | None = None, events: Events | None = None) -> None:
+                 provider: Provider | None = None, events: Events | None = None,
+                 worker: str | None = None) -> None:
         self.name = name
         self.config = config
         self.instance = instance
@@ -185,6 +235,8 @@ class ProvisionPool:
         prefix = f"pm-{_name_part(name)}-{secrets.token_hex(3)}"
         self.machine = PoolMachine(policy, prefix)
         self.labels = {MANAGED_LABEL: "1", INSTANCE_LABEL: instance, UPSTREAM_LABEL: name}
+        if worker is not None:
+            self.labels[WORKER_LABEL] = worker
         self.leftovers_removed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handles: dict[str, Handle] = {}
@@ -196,6 +248,7 @@ class ProvisionPool:
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
         self._last_activity: dict[str, int] = {}
+        self._announcements: dict[str, asyncio.Future[None]] = {}  # instance id -> seen
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -384,6 +437,12 @@ class ProvisionPool:
             self._last_activity[backend_id] = value
             self.machine.touch(backend_id, now)
 
+    def announced(self, instance_id: str) -> None:
+        """A gateway saw this service instance announce itself: if it is ours, it is ready."""
+        seen = self._announcements.get(instance_id)
+        if seen is not None and not seen.done():
+            seen.set_result(None)
+
     # --------------------------------------------------------------- tasks
     async def _run_start(self, backend_id: str, delay: float = 0.0) -> None:
         loop = self.loop
@@ -392,12 +451,22 @@ class ProvisionPool:
         began = loop.time()
         handle: Handle | None = None
         check = self.config.probe
+        seen: asyncio.Future[None] | None = None
+        if check.kind == "announce":  # waited for before the start: it may announce at once
+            seen = loop.create_future()
+            self._announcements[service_instance_id(backend_id)] = seen
         try:
             async with asyncio.timeout(self.config.start_timeout):
                 handle = await self.provider.start(backend_id, self.labels)
                 self._handles[backend_id] = handle
                 while not await self.provider.probe(handle, check):
                     await asyncio.sleep(check.interval)
+                while seen is not None and not seen.done() and not self.machine.closed:
+                    # the provider's probe still runs: a backend that exits fails fast; a
+                    # closed pool stops it at once (its gateway no longer listens)
+                    await asyncio.wait((seen,), timeout=check.interval)
+                    if not seen.done() and not await self.provider.probe(handle, check):
+                        raise ProviderError("not_ready", "the backend stopped answering")
         except asyncio.CancelledError:
             if handle is not None:
                 self._handles.pop(backend_id, None)
@@ -417,6 +486,9 @@ class ProvisionPool:
                               seconds=round(loop.time() - began, 4))
             self._apply(self.machine.started(backend_id, handle.host, handle.port, loop.time()))
             return
+        finally:
+            if seen is not None:
+                self._announcements.pop(service_instance_id(backend_id), None)
         self.events.event("warning", "provision.start_failed", upstream=self.name,
                           backend=backend_id, reason=reason, detail=detail)
         self._apply(self.machine.start_failed(backend_id, reason, loop.time()))

@@ -120,12 +120,6 @@ class Half:
         if self.drain():
             self._resume()
 
-    def stop(self) -> None:
-        if self._reading:
-            self.poller.remove_reader(self.src_fd)
-            self._reading = False
-        self.poller.remove_writer(self.dst_fd)
-
     def _resume(self) -> None:
         if not self._reading and not self.eof:
             self._reading = True
@@ -244,9 +238,13 @@ class Half:
 
     def source_ended(self) -> None:
         self.eof = True
-        self._pause()
-        if self.drain():
-            self.finish()
+        if not self.drain():
+            return  # waiting for ``dst``, which stopped reading ``src``
+        self.finish()
+        if not self.relay.ended:
+            # The other way still flows. (When the relay ended, closing the
+            # sockets took them out of the poller: no call needed here.)
+            self._pause()
 
     def finish(self) -> None:
         """Everything from ``src`` reached ``dst``: pass the end of stream on."""
@@ -317,6 +315,10 @@ class Relay:
         self._last_moved = moved
         self._idle_handle = self.loop.call_later(self.idle_timeout, self._check_idle)
 
+    @property
+    def ended(self) -> bool:
+        return self._on_done is None
+
     def half_done(self) -> None:
         if self.up.done and self.down.done:
             self._end("done")
@@ -338,9 +340,9 @@ class Relay:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         for half in (self.up, self.down):
-            half.stop()
             half.release()
         for sock in (self.client, self.backend):
+            self.poller.forget(sock.fileno())
             sock.close()
         on_done(reason)
 

@@ -185,14 +185,17 @@ def _drop_fields(parts: list[bytes], start: int, drop: frozenset[bytes]) -> list
 
 def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, close: bool,
                         sticky_names: frozenset[bytes], instance_id: str,
-                        force_sticky: bool, cookie_path: bytes = b"/") -> bytes:
+                        force_sticky: bool, cookie_path: bytes = b"/",
+                        http10: bool = False) -> bytes:
     """The head to send to the client.
 
     ``chunk``: the proxy frames the body as chunked (the backend sent chunked
     or close-delimited). ``close``: the client connection ends after this
-    response. ``force_sticky``: set ``__VCAP_ID__`` even without a new session
-    cookie (the pinned instance changed). ``instance_id`` is text and encoded
-    only when a cookie is set, which few responses need.
+    response; otherwise an HTTP/1.0 client (``http10``) is told
+    ``Connection: keep-alive``, without which it must assume the connection
+    closes (RFC 9112 section 9.3). ``force_sticky``: set ``__VCAP_ID__`` even
+    without a new session cookie (the pinned instance changed). ``instance_id``
+    is text and encoded only when a cookie is set, which few responses need.
     """
     status = head.status
     upgrade = b""
@@ -219,6 +222,8 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
         append(b"Transfer-Encoding: chunked\r\n")
     if close:
         append(b"Connection: close\r\n")
+    elif http10:
+        append(b"Connection: keep-alive\r\n")
     append(b"\r\n")
     return b"".join(out)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from pointsman.config import DockerProviderConfig
-from pointsman.upstream.providers.docker import container_config
+from pointsman.upstream.providers.base import service_instance_id
+from pointsman.upstream.providers.docker import _address, container_config
 from pointsman.upstream.providers.process import label_env
 
 LABELS = {"pointsman.managed": "1", "pointsman.instance": "i", "pointsman.upstream": "u"}
@@ -55,3 +56,16 @@ def test_host_network_fills_the_port_template() -> None:
 def test_label_env() -> None:
     assert label_env({"pointsman.instance": "x", "my-app.role": "y"}) == {
         "POINTSMAN_INSTANCE": "x", "MY_APP_ROLE": "y"}
+
+
+def test_a_gateway_service_gets_its_instance_id_and_no_port() -> None:
+    body = container_config(docker(port=0, command=["svc", "{instance_id}"]),
+                            "pm-Term_1.x-3", LABELS, None)
+    assert body["Cmd"] == ["svc", "pm-term-1-x-3"]
+    assert "ExposedPorts" not in body and "PortBindings" not in body["HostConfig"]
+    assert _address(docker(port=0), {}, None) == ("", 0)
+
+
+def test_service_instance_ids_are_subject_tokens() -> None:
+    assert service_instance_id("pm-term-a1b2c3-12") == "pm-term-a1b2c3-12"
+    assert service_instance_id("pm-My.App_x-1") == "pm-my-app-x-1"

@@ -140,17 +140,20 @@ def test_protocol_error_base_is_abstract() -> None:
 
 
 class ResponseRecorder(ResponseParser):
+    """A parser that is its own sink, recording every event."""
+
     def __init__(self) -> None:
         self.init_response_parser()
+        self.sink = self
         self.events: list[Event] = []
 
-    def response_received(self, head: ResponseHead) -> None:
+    def on_response_head(self, head: ResponseHead) -> None:
         self.events.append(("head", (head.status, head.content_length, head.chunked)))
 
-    def response_body_received(self, data: bytes) -> None:
+    def on_response_body(self, data: bytes) -> None:
         self.events.append(("body", data))
 
-    def response_ended(self) -> None:
+    def on_response_end(self) -> None:
         self.events.append(("end", None))
 
 

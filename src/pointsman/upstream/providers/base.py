@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "INSTANCE_LABEL",
     "MANAGED_LABEL",
     "UPSTREAM_LABEL",
+    "WORKER_LABEL",
     "Handle",
     "Provider",
     "ProviderError",
@@ -29,6 +31,7 @@ __all__ = [
     "http_probe",
     "make_provider",
     "network_probe",
+    "service_instance_id",
     "tcp_probe",
 ]
 
@@ -36,6 +39,7 @@ MANAGED_LABEL = "pointsman.managed"
 INSTANCE_LABEL = "pointsman.instance"
 UPSTREAM_LABEL = "pointsman.upstream"
 BACKEND_LABEL = "pointsman.backend"
+WORKER_LABEL = "pointsman.worker"  # the worker process that owns it (swept when it dies)
 MAX_PROBE_RESPONSE_LINE = 1024
 
 
@@ -99,6 +103,16 @@ def make_provider(config: DockerProviderConfig | ProcessProviderConfig) -> Provi
     return ProcessProvider(config)
 
 
+def service_instance_id(backend_id: str) -> str:
+    """The gateway service instance id a backend is given (``{instance_id}``).
+
+    Derived from the backend id, so the pool and the gateway agree on it without
+    asking the backend; lower-case letters, digits and dashes only, which makes
+    it a safe NATS subject token.
+    """
+    return re.sub(r"[^a-z0-9]+", "-", backend_id.lower()).strip("-")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on right now (the kernel's pick), for ``{port}``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -149,6 +163,9 @@ async def http_probe(host: str, port: int, path: str, timeout: float) -> bool:
 
 
 async def network_probe(handle: Handle, check: ProbeConfig, settle: float = 0.0) -> bool:
+    """``announce`` checks nothing on the network: the pool waits for the announcement."""
+    if check.kind == "announce":
+        return True
     if check.kind == "http":
         return await http_probe(handle.host, handle.port, check.path, check.timeout)
     return await tcp_probe(handle.host, handle.port, check.timeout, settle)

@@ -13,6 +13,7 @@ Where the pool connects:
   networks reachable from the host).
 - ``network_mode = "host"``: no isolation of ports, so each container gets a
   free host port, passed in through ``{port}`` in ``command`` and ``env``.
+- ``port = 0`` (a gateway service, ready once announced): no port at all.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pointsman.upstream.providers.base import (
     ProviderError,
     free_port,
     network_probe,
+    service_instance_id,
 )
 
 __all__ = ["DockerProvider", "container_config"]
@@ -53,7 +55,7 @@ def container_config(config: DockerProviderConfig, backend_id: str, labels: Mapp
                      host_port: int | None) -> dict[str, Any]:
     """The Docker JSON for one backend's container (``host_port`` for host networking)."""
     fill = {"port": str(host_port if host_port is not None else config.port),
-            "backend": backend_id}
+            "backend": backend_id, "instance_id": service_instance_id(backend_id)}
     env = {key: value.format_map(fill) for key, value in config.env.items()}
     env.setdefault("PORT", fill["port"])
     host_config: dict[str, Any] = {}
@@ -69,7 +71,7 @@ def container_config(config: DockerProviderConfig, backend_id: str, labels: Mapp
         body["User"] = config.user
     if config.network_mode:
         host_config["NetworkMode"] = config.network_mode
-    if host_port is None:
+    if host_port is None and config.port:
         key = f"{config.port}/tcp"
         body["ExposedPorts"] = {key: {}}
         if config.address == "published":
@@ -94,6 +96,8 @@ def _address(config: DockerProviderConfig, info: Mapping[str, Any],
     """Where to connect, read from an inspect result."""
     if host_port is not None:
         return "127.0.0.1", host_port
+    if not config.port:  # a gateway service: it reaches out to the bus, nothing connects in
+        return "", 0
     settings = info.get("NetworkSettings") or {}
     if config.address == "published":
         bindings = (settings.get("Ports") or {}).get(f"{config.port}/tcp") or []

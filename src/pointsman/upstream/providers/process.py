@@ -1,7 +1,8 @@
 """One local process per connection, for machines without containers.
 
 The command is a template: ``{port}`` becomes a free port picked for this
-backend and ``{backend}`` its id. Each process starts in its own session, so
+backend, ``{backend}`` its id and ``{instance_id}`` the gateway service
+instance id derived from it. Each process starts in its own session, so
 stopping it signals the whole group (a shell wrapper and its children): SIGTERM
 first, SIGKILL after ``grace`` seconds.
 
@@ -29,6 +30,7 @@ from pointsman.upstream.providers.base import (
     ProviderError,
     free_port,
     network_probe,
+    service_instance_id,
 )
 
 __all__ = ["ProcessProvider", "label_env", "processes_with_env"]
@@ -72,7 +74,8 @@ class ProcessProvider:
 
     async def start(self, backend_id: str, labels: Mapping[str, str]) -> Handle:
         port = free_port(self.config.host)
-        fill = {"port": str(port), "backend": backend_id}
+        fill = {"port": str(port), "backend": backend_id,
+                "instance_id": service_instance_id(backend_id)}
         argv = [part.format_map(fill) for part in self.config.command]
         env = dict(os.environ)
         env.update({key: value.format_map(fill) for key, value in self.config.env.items()})
