@@ -16,6 +16,7 @@ import grp
 import ipaddress
 import pwd
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -851,6 +852,8 @@ def _check_http(listener: HttpListener, at: str, config: Config,
             add(f"{at}.backends.{field_name}", f"no such file: {resolve_path(config, name)}")
     if (backends.cert_file is None) != (backends.key_file is None):
         add(f"{at}.backends", "expected both 'cert_file' and 'key_file', or neither")
+    else:
+        _check_backend_tls(backends, f"{at}.backends", config, add)
     for j, network in enumerate(listener.trusted_proxies):
         try:
             ipaddress.ip_network(network, strict=False)
@@ -872,6 +875,24 @@ def _check_http(listener: HttpListener, at: str, config: Config,
                        "response_timeout", "tunnel_idle_timeout"):
         if getattr(limits, field_name) <= 0:
             add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
+
+
+def _check_backend_tls(backends: HttpBackends, at: str, config: Config,
+                       add: Callable[[str, str], None]) -> None:
+    """The PEM files of ``[listeners.backends]`` load (a bad one would fail the start)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if backends.ca_file is not None and resolve_path(config, backends.ca_file).is_file():
+            where = f"{at}.ca_file"
+            context.load_verify_locations(cafile=resolve_path(config, backends.ca_file))
+        if backends.cert_file is not None and backends.key_file is not None \
+                and resolve_path(config, backends.cert_file).is_file() \
+                and resolve_path(config, backends.key_file).is_file():
+            where = f"{at}.cert_file"
+            context.load_cert_chain(resolve_path(config, backends.cert_file),
+                                    resolve_path(config, backends.key_file))
+    except (ssl.SSLError, OSError) as exc:
+        add(where, f"cannot load: {exc}")
 
 
 def resolve_path(config: Config, value: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 
 from pointsman.config import ConfigError, HttpListener, loads
 
@@ -77,7 +78,7 @@ def test_example_file_is_valid() -> None:
 
 
 def test_backend_tls_settings_and_tls_file_routes(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("-")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     text = """
 [[listeners]]
 protocol = "http"
@@ -134,3 +135,20 @@ server_name = "b.internal"
     assert {"listeners[0].backends.ca_file", "listeners[0].backends.cert_file",
             "listeners[0].backends", "listeners[0].routes[0].server_name",
             "routes[0].server_name"} <= paths
+
+
+def test_backend_tls_files_that_do_not_load_are_named(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    text = """
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:8080"
+
+[listeners.backends]
+ca_file = "ca.pem"
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, str(tmp_path / "pointsman.toml"))
+    [issue] = caught.value.issues
+    assert issue.path == "listeners[0].backends.ca_file" and "cannot load" in issue.message
