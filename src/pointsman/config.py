@@ -845,6 +845,9 @@ def _check_http(listener: HttpListener, at: str, config: Config,
             add(f"{where}.server_name", "'server_name' needs 'tls = true'")
         if route.tls and route.root is not None:
             add(f"{where}.tls", "a 'root' route has no backend to speak TLS to")
+        if route.tls and isinstance(config.upstreams.get(route.upstream or ""),
+                                    ProvisionUpstream):
+            add(f"{where}.tls", "backends of a provision upstream are reached in the clear")
     backends = listener.backends
     for field_name in ("ca_file", "cert_file", "key_file"):
         name = getattr(backends, field_name)

@@ -152,3 +152,26 @@ ca_file = "ca.pem"
         loads(text, str(tmp_path / "pointsman.toml"))
     [issue] = caught.value.issues
     assert issue.path == "listeners[0].backends.ca_file" and "cannot load" in issue.message
+
+
+def test_tls_route_to_a_provision_upstream_is_refused() -> None:
+    text = """
+[upstreams.p]
+kind = "provision"
+[upstreams.p.provider]
+kind = "process"
+command = ["serve", "{port}"]
+
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:8080"
+
+[[listeners.routes]]
+host = "p.example.com"
+upstream = "p"
+tls = true
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text)
+    assert [issue.path for issue in caught.value.issues] == ["listeners[0].routes[0].tls"]
