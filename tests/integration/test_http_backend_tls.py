@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import ssl
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 import nats
 import pytest
 import trustme
-from httpkit import Backend, get, header_values
+from httpkit import Backend, get, header_values, read_response
 from nats.aio.client import Client
 from registry_support import TOKEN, admin_call, admin_url
 
@@ -48,6 +49,9 @@ class _TlsHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         connection = self.connection
         assert isinstance(connection, ssl.SSLSocket)
+        if self.path == "/echo":
+            self._echo()
+            return
         body = json.dumps({
             "backend": self.server.name,
             "tls": connection.version(),
@@ -60,6 +64,18 @@ class _TlsHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+    def _echo(self) -> None:
+        """An upgraded connection that sends back what it reads, until EOF."""
+        self.send_response(101)
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Upgrade", "echo")
+        self.end_headers()
+        self.wfile.flush()
+        while data := self.rfile.read1(65536):
+            self.wfile.write(data)
+        self.close_connection = True
 
 
 class _TlsServer(ThreadingHTTPServer):
@@ -349,3 +365,25 @@ access = "off"
     assert status == 200, body
     seen = json.loads(body)
     assert seen["backend"] == "mutual" and seen["peer_cert"] is True
+
+
+async def test_upgraded_connection_to_a_tls_backend_carries_bytes_both_ways(
+        web: tuple[tuple[str, int], str], client: Client,
+        tls_backends: Callable[..., TlsBackend]) -> None:
+    address, _ = web
+    backend = tls_backends("echo", SAN)
+    await register(client, "echo.example.com", backend.port, server_cert_domain_san=SAN)
+    assert (await routed(address, "echo.example.com"))[0] == 200
+
+    def upgrade_and_echo() -> tuple[int, bytes]:
+        with socket.create_connection(address, timeout=5) as sock:
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: echo.example.com\r\n"
+                         b"Connection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            buffer = bytearray()
+            status, _, _ = read_response(sock, buffer, head_only=True)
+            sock.sendall(b"ping over tls")
+            while len(buffer) < len(b"ping over tls"):
+                buffer += sock.recv(65536)
+            return status, bytes(buffer)
+
+    assert await asyncio.to_thread(upgrade_and_echo) == (101, b"ping over tls")
