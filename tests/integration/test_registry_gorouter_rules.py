@@ -62,12 +62,12 @@ async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
 
 
 def started(handle: Pointsman) -> tuple[tuple[str, int], str]:
-    """The HTTP listener and admin base of ``handle``, once it listens on NATS.
+    """The HTTP listener and admin base of ``handle``.
 
-    ``ready`` may come before the NATS connection on a busy machine, and a
-    registration published before the subscription is lost.
+    ``ready`` comes once the ``router.*`` subscriptions are in place, so a
+    registration may be published at once.
     """
-    handle.wait_event("nats_connected")
+    assert handle.wait_event("ready")["nats_subscribed"] is True
     return handle.address("web"), admin_url(handle)
 
 

@@ -23,10 +23,13 @@ per listener, not a timer per request.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import os
+import termios
 import time
 from collections import deque
 from typing import Any, cast
@@ -64,6 +67,8 @@ __all__ = ["ClientConnection", "HttpServer", "start", "static_table"]
 MAX_PIPELINE = 16
 """Queued pipelined requests before reading from the client pauses."""
 SWEEP_INTERVAL = 0.5
+DRAIN_GRACE = 1.0
+"""Seconds a draining connection that may have a request on its way waits for it."""
 TRUST_CACHE_SIZE = 4096
 
 _REASONS = {400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
@@ -501,13 +506,39 @@ class ClientConnection(RequestParser, asyncio.Protocol):
                 self.server.stats.request("", 408, 0.0)
 
     def closing_soon(self) -> None:
-        """Graceful stop: finish the response in progress, then close; idle ones close now."""
+        """Graceful stop: finish the response in progress, then close; idle ones close now.
+
+        A connection that may have a request on its way is not idle: one just
+        accepted, one half way through a head, or one with bytes the loop has
+        not read yet. Closing a socket with unread bytes resets it, and the
+        client would lose a request it had already sent. Such a connection
+        gets ``DRAIN_GRACE`` seconds; a request that comes is answered with
+        ``Connection: close``.
+        """
         self.closing = True
-        if self.current is None and self.tunnel is None and self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if self.current is not None or self.tunnel is not None or transport is None:
+            return
+        if self.partial or self.read_kind == "header" or _unread_bytes(transport):
+            self.read_deadline = min(self.read_deadline, time.monotonic() + DRAIN_GRACE)
+            return
+        transport.close()
 
     def abort(self, reason: str) -> None:
         if self.tunnel is not None:
             self.tunnel.end(reason)
         if self.transport is not None:
             self.transport.abort()
+
+
+def _unread_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes waiting in the kernel for this connection that the loop has not read yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+    except OSError:
+        return 0
+    return count[0]
