@@ -130,7 +130,9 @@ class Exchange:
         self.route: RouteState | None = None
         self.state: EndpointState | None = None
         self.endpoint: Endpoint | None = None
-        self.fields = b""
+        # ``fields`` (the endpoint's X-CF-* lines for the request head) is set by
+        # whoever chooses the endpoint, ``_pick`` or the provision lease, before
+        # ``_attach`` reads it; left unset here to keep a store off every request.
         self.oversize = False
         self.upstream_keep = False
         self.replay: list[bytes] | None = [] if head.method in IDEMPOTENT else None

@@ -76,6 +76,7 @@ def _connect(exchange: Exchange, lease: Lease) -> None:
     exchange.lease = lease
     endpoint = exchange.endpoint = Endpoint(lease.host, lease.port,
                                             instance_id=lease.backend_id)
+    exchange.fields = b""  # a leased backend is no registered instance: no X-CF-* fields
     exchange.client.server.pool.connect(lease.host, lease.port, endpoint.address,
                                         exchange.connected)
 
