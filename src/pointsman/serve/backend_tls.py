@@ -69,9 +69,9 @@ class BackendTls:
     """One listener's client-side TLS settings; the context is built on first use.
 
     Built lazily so a listener that never meets a TLS endpoint does not load
-    the system trust store; files named in the config were checked to exist
-    when it was loaded, and ``load`` builds the context at start when any is
-    named, so a bad certificate file fails the start, not a request.
+    the system trust store. When the config names a file it is built at once
+    (the config check has already loaded those files), so a file that went
+    bad since fails the listener's start, not a request.
     """
 
     __slots__ = ("_context", "ca_file", "cert_file", "key_file")
