@@ -80,6 +80,7 @@ def _connect(exchange: Exchange, lease: Lease) -> None:
     exchange.lease = lease
     endpoint = exchange.endpoint = Endpoint(lease.host, lease.port,
                                             instance_id=lease.backend_id)
+    exchange.fields = b""  # a leased backend is no registered instance: no X-CF-* fields
     conn = exchange.client.server.pool.acquire(endpoint.address)
     if conn is not None:
         exchange.attach(conn)
