@@ -17,12 +17,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 import trustme
 from httpkit import Backend, get, header_values, read_response
@@ -174,13 +173,6 @@ def plain_backend() -> Iterator[Backend]:
     backend = Backend("plain")
     yield backend
     backend.close()
-
-
-@pytest.fixture
-async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_server.url)
-    yield connection
-    await connection.close()
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from httpkit import Backend, backend_of, dead_address, get
 from nats.aio.client import Client
@@ -78,13 +77,6 @@ def backend() -> Iterator[Backend]:
     started = Backend("app")
     yield started
     started.close()
-
-
-@pytest.fixture
-async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_server.url)
-    yield connection
-    await connection.close()
 
 
 async def routed_to(address: tuple[str, int], host: str, timeout: float) -> str:

@@ -520,14 +520,18 @@ class Leader:
 
     def route_changed(self, op: str, message: RegistryMessage) -> None:
         """An admin-API change the leader applied: every worker applies it; it is saved."""
+        self._spread_and_save(op, message)
+        if self.kv is not None:
+            self.kv.changed(op, message)
+
+    def _spread_and_save(self, op: str, message: RegistryMessage) -> None:
+        """Every worker applies the route change, and the state file keeps it."""
         self.broadcast({"type": "route", "op": op,
                         "body": encode_registration(message).decode()})
         if op == "register":
             self.state.registered(message)
         else:
             self.state.unregistered(message)
-        if self.kv is not None:
-            self.kv.changed(op, message)
 
     def shared_route_changed(self, op: str, message: RegistryMessage) -> None:
         """A change another router made in the routes bucket: here too, as if made here."""
@@ -539,12 +543,7 @@ class Leader:
         else:
             driver.unregister(message, "admin")
         driver.publish_now()
-        self.broadcast({"type": "route", "op": op,
-                        "body": encode_registration(message).decode()})
-        if op == "register":
-            self.state.registered(message)
-        else:
-            self.state.unregistered(message)
+        self._spread_and_save(op, message)
         self.events.event("info", "shared_route_applied", op=op, uris=list(message.uris),
                           endpoint=f"{message.host}:{message.endpoint_port}")
 
