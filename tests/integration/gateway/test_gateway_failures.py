@@ -163,4 +163,12 @@ async def test_a_nats_restart_keeps_instances_and_pins(cluster: Cluster, nats_se
     # Nothing was pruned: the same instance still holds the socket's state.
     assert svc.instance in gw.gateway.index
     assert svc.connections == 1
-    assert client.value(await client.ask("/count")) == {"instance": svc.instance, "n": 2}
+    # Until the server has the service's re-sent subscriptions, a delivery finds
+    # no responder and the client is told to try again shortly: it does.
+    deadline = asyncio.get_running_loop().time() + 5
+    out = await client.ask("/count")
+    while out.error is not None and out.error[0] == "unavailable" \
+            and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        out = await client.ask("/count")
+    assert client.value(out) == {"instance": svc.instance, "n": 2}
