@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables are for the scripts that source this
 # The local test image both container engines import (sourced by scripts/podman-service
 # and scripts/docker-service, so the two build it from the very same rootfs).
 #
