@@ -16,6 +16,7 @@ import grp
 import ipaddress
 import pwd
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "GatewayLimits",
     "GatewayListener",
     "GatewayService",
+    "HttpBackends",
     "HttpLimits",
     "HttpListener",
     "HttpRoute",
@@ -120,6 +122,22 @@ class HttpRoute(Base):
     endpoints: list[str] = msgspec.field(default_factory=list)
     root: str | None = None
     balance: Balance = "round_robin"
+    tls: bool = False
+    server_name: str = ""
+
+
+class HttpBackends(Base):
+    """How an HTTP listener speaks TLS to backends that want it (gorouter's ``backends``).
+
+    ``ca_file``: PEM certificates trusted for backend certificates, on top of
+    the system's (gorouter's ``ca_certs``). ``cert_file`` and ``key_file``: the
+    client certificate presented to backends that ask for one (mTLS; gorouter's
+    ``backends.cert_chain`` and ``private_key``). Paths are relative to the file.
+    """
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 class HttpListener(Base, tag="http", tag_field="protocol"):
@@ -133,6 +151,7 @@ class HttpListener(Base, tag="http", tag_field="protocol"):
     connect_allow: list[str] = msgspec.field(default_factory=list)
     forwarded_proto: str = "http"
     limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
+    backends: HttpBackends = msgspec.field(default_factory=HttpBackends)
 
 
 class GatewayLimits(Limits):
@@ -387,13 +406,15 @@ class RouteConfig(Base):
     """A route from the file: never pruned, changed only by a reload.
 
     ``uris`` are gorouter route keys (``host`` or ``host/path``, ``*.`` wildcards);
-    ``endpoints`` are ``host:port``. ``tls`` means the endpoints speak TLS.
+    ``endpoints`` are ``host:port``. ``tls`` means the endpoints speak TLS;
+    their certificates must name ``server_name`` (the host when empty).
     """
 
     uris: list[str]
     endpoints: list[str]
     balance: Literal["round_robin", "least_conn"] = "round_robin"
     tls: bool = False
+    server_name: str = ""
     app: str = ""
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -792,6 +813,8 @@ def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
                     raise ValueError(f"expected a non-zero port in {endpoint!r}")
             except ValueError as exc:
                 add(f"routes[{i}].endpoints[{j}]", str(exc))
+        if route.server_name and not route.tls:
+            add(f"routes[{i}].server_name", "'server_name' needs 'tls = true'")
     return []
 
 
@@ -818,6 +841,22 @@ def _check_http(listener: HttpListener, at: str, config: Config,
                 parse_listen(endpoint)
             except ValueError as exc:
                 add(f"{where}.endpoints[{k}]", str(exc))
+        if route.server_name and not route.tls:
+            add(f"{where}.server_name", "'server_name' needs 'tls = true'")
+        if route.tls and route.root is not None:
+            add(f"{where}.tls", "a 'root' route has no backend to speak TLS to")
+        if route.tls and isinstance(config.upstreams.get(route.upstream or ""),
+                                    ProvisionUpstream):
+            add(f"{where}.tls", "backends of a provision upstream are reached in the clear")
+    backends = listener.backends
+    for field_name in ("ca_file", "cert_file", "key_file"):
+        name = getattr(backends, field_name)
+        if name is not None and not resolve_path(config, name).is_file():
+            add(f"{at}.backends.{field_name}", f"no such file: {resolve_path(config, name)}")
+    if (backends.cert_file is None) != (backends.key_file is None):
+        add(f"{at}.backends", "expected both 'cert_file' and 'key_file', or neither")
+    else:
+        _check_backend_tls(backends, f"{at}.backends", config, add)
     for j, network in enumerate(listener.trusted_proxies):
         try:
             ipaddress.ip_network(network, strict=False)
@@ -839,6 +878,24 @@ def _check_http(listener: HttpListener, at: str, config: Config,
                        "response_timeout", "tunnel_idle_timeout"):
         if getattr(limits, field_name) <= 0:
             add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
+
+
+def _check_backend_tls(backends: HttpBackends, at: str, config: Config,
+                       add: Callable[[str, str], None]) -> None:
+    """The PEM files of ``[listeners.backends]`` load (a bad one would fail the start)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if backends.ca_file is not None and resolve_path(config, backends.ca_file).is_file():
+            where = f"{at}.ca_file"
+            context.load_verify_locations(cafile=resolve_path(config, backends.ca_file))
+        if backends.cert_file is not None and backends.key_file is not None \
+                and resolve_path(config, backends.cert_file).is_file() \
+                and resolve_path(config, backends.key_file).is_file():
+            where = f"{at}.cert_file"
+            context.load_cert_chain(resolve_path(config, backends.cert_file),
+                                    resolve_path(config, backends.key_file))
+    except (ssl.SSLError, OSError) as exc:
+        add(where, f"cannot load: {exc}")
 
 
 def resolve_path(config: Config, value: str) -> Path:

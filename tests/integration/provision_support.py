@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import uuid
@@ -12,6 +13,7 @@ import msgspec
 from websockets.asyncio.client import connect
 
 from pointsman.config import ProvisionUpstream
+from pointsman.upstream.providers.process import label_env
 
 ROOT = Path(__file__).resolve().parents[2]
 WSECHO = ROOT / "examples" / "per-connection" / "wsecho.py"
@@ -39,6 +41,38 @@ def process_provider(**extra: Any) -> dict[str, Any]:
                                 "grace": 1.0}
     provider.update(extra)
     return provider
+
+
+def terminal_upstream(instance: str | None, app: Path = WSECHO, **pool: object) -> str:
+    """TOML for ``[upstreams.terminal]``: ``app`` as a process per connection, probed over HTTP.
+
+    ``instance=None`` leaves the default instance (host name + config path).
+    """
+    settings = {"warm": 1, "start_timeout": 5.0, **pool}
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    named = f'instance = "{instance}"' if instance else ""
+    return f"""
+[upstreams.terminal]
+kind = "provision"
+{named}
+{lines}
+
+[upstreams.terminal.probe]
+kind = "http"
+path = "/health"
+interval = 0.02
+
+[upstreams.terminal.provider]
+kind = "process"
+command = ["{PYTHON}", "-S", "-I", "{app}", "{{port}}"]
+grace = 1.0
+"""
+
+
+def terminal_labels(instance: str, upstream: str = "terminal", **more: str) -> dict[str, str]:
+    """The labels (as the environment of processes) of ``instance``'s backends of ``upstream``."""
+    return label_env({"pointsman.managed": "1", "pointsman.instance": instance,
+                      "pointsman.upstream": upstream, **more})
 
 
 async def greeting(host: str, port: int, path: str = "/") -> str:

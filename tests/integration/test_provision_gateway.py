@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provision_support import PYTHON, unique_instance
+from provision_support import PYTHON, terminal_labels, unique_instance
 from registry_support import TOKEN, admin_call, admin_url
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from harness import NatsServer, Pointsman
 from pointsman.cli import main
 from pointsman.upstream.providers.base import service_instance_id
-from pointsman.upstream.providers.process import label_env, processes_with_env
+from pointsman.upstream.providers.process import processes_with_env
 
 SERVICE = Path(__file__).resolve().parent / "provisioned_service.py"
 
@@ -67,9 +67,9 @@ grace = 2.0
 """
 
 
-def labels(instance: str) -> dict[str, str]:
-    return label_env({"pointsman.managed": "1", "pointsman.instance": instance,
-                      "pointsman.upstream": "term"})
+def service_pids(instance: str) -> list[int]:
+    """The running service processes of ``instance``'s ``term`` pool."""
+    return processes_with_env(terminal_labels(instance, "term"))
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -104,7 +104,7 @@ async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
     host, port = proxy.address("gw")
     url = f"ws://{host}:{port}/ws"
     try:
-        await wait_for(lambda: len(processes_with_env(labels(instance))) == 1)  # warm
+        await wait_for(lambda: len(service_pids(instance)) == 1)  # warm
         async with connect(url, open_timeout=10) as first, \
                 connect(url, open_timeout=10) as second:
             one = [await whoami(first, f"a{i}") for i in range(3)]
@@ -115,7 +115,7 @@ async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
             assert [answer["count"] for answer in one] == [1, 2, 3]
             assert one[-1]["sockets"] == 1 and two["sockets"] == 1
             assert two["instance"] != one[0]["instance"]
-            live = processes_with_env(labels(instance))
+            live = service_pids(instance)
             assert {one[0]["pid"], two["pid"]} <= set(live)
             # `pointsman routes` lists them, busy
             capsys.readouterr()
@@ -131,11 +131,11 @@ async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
                 assert time.monotonic() - began < 0.5
                 three = await whoami(third, "c0")
                 assert three["instance"] not in (one[0]["instance"], two["instance"])
-            await wait_for(lambda: three["pid"] not in processes_with_env(labels(instance)))
+            await wait_for(lambda: three["pid"] not in service_pids(instance))
         # both sockets closed: their instances are gone, the spare stays
         await wait_for(lambda: not {one[0]["pid"], two["pid"]}
-                       & set(processes_with_env(labels(instance))))
-        await wait_for(lambda: len(processes_with_env(labels(instance))) == 1)
+                       & set(service_pids(instance)))
+        await wait_for(lambda: len(service_pids(instance)) == 1)
         # each socket's access record names the backend that served it
         records = proxy.wait_access(3)
         served = {service_instance_id(r["backend_ids"]["term"]): r["frames_in"] for r in records}
@@ -144,7 +144,7 @@ async def test_each_socket_gets_its_own_instance_removed_when_it_closes(
         assert all(r["kind"] == "gateway" and r["code"] == 1000 for r in records)
     finally:
         proxy.stop()
-    assert processes_with_env(labels(instance)) == []
+    assert service_pids(instance) == []
 
 
 async def test_an_exhausted_pool_closes_the_socket_with_1013(
@@ -169,7 +169,7 @@ async def test_an_exhausted_pool_closes_the_socket_with_1013(
         assert (refused_record["reason"], refused_record["code"]) == ("pool_exhausted", 1013)
     finally:
         proxy.stop()
-    assert processes_with_env(labels(instance)) == []
+    assert service_pids(instance) == []
 
 
 async def test_a_vanished_instance_closes_its_socket_with_1011(
@@ -190,7 +190,7 @@ async def test_a_vanished_instance_closes_its_socket_with_1011(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
     finally:
         proxy.stop()
-    assert processes_with_env(labels(instance)) == []
+    assert service_pids(instance) == []
 
 
 async def test_a_handshake_waiting_for_an_instance_ends_when_pointsman_stops(
@@ -212,4 +212,4 @@ async def test_a_handshake_waiting_for_an_instance_ends_when_pointsman_stops(
         with pytest.raises(Exception):  # noqa: B017 - the handshake never completes
             await asyncio.wait_for(waiting, 10)
         assert time.monotonic() - began < 5.0
-    assert processes_with_env(labels(instance)) == []
+    assert service_pids(instance) == []

@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from provision_support import PYTHON, WSECHO, unique_instance
+from provision_support import WSECHO, terminal_labels, terminal_upstream, unique_instance
 
 from harness import Pointsman
-from pointsman.upstream.providers.process import label_env, processes_with_env
+from pointsman.upstream.providers.process import processes_with_env
+
+COUNTING_APP = Path(__file__).with_name("counting_app.py")
 
 
-def config_text(instance: str) -> str:
-    return f"""
+def config_text(instance: str, app: Path = WSECHO) -> str:
+    return """
 [[listeners]]
 protocol = "http"
 name = "web"
@@ -34,32 +36,11 @@ keepalive_timeout = 1.0
 host = "127.0.0.1"
 upstream = "terminal"
 
-[upstreams.terminal]
-kind = "provision"
-instance = "{instance}"
-warm = 1
-max_live = 4
-start_timeout = 5.0
-
-[upstreams.terminal.probe]
-kind = "http"
-path = "/health"
-interval = 0.02
-
-[upstreams.terminal.provider]
-kind = "process"
-command = ["{PYTHON}", "-S", "-I", "{WSECHO}", "{{port}}"]
-grace = 1.0
-"""
-
-
-def labels(instance: str, **more: str) -> dict[str, str]:
-    return label_env({"pointsman.managed": "1", "pointsman.instance": instance,
-                      "pointsman.upstream": "terminal", **more})
+""" + terminal_upstream(instance, app, max_live=4)
 
 
 def alive(instance: str, backend_id: str) -> bool:
-    return bool(processes_with_env({**labels(instance), "POINTSMAN_BACKEND": backend_id}))
+    return bool(processes_with_env({**terminal_labels(instance), "POINTSMAN_BACKEND": backend_id}))
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -105,9 +86,46 @@ async def test_a_kept_alive_connection_keeps_its_backend_until_it_ends(
         # an idle connection is closed by the keep-alive timeout, and its backend goes
         await wait_for(lambda: not alive(instance, two), timeout=5.0)
         assert second.recv(1) == b""
-        await wait_for(lambda: len(processes_with_env(labels(instance))) == 1)  # the spare
+        await wait_for(lambda: len(processes_with_env(terminal_labels(instance))) == 1)  # the spare
     finally:
         first.close()
         second.close()
         proxy.stop()
-    assert processes_with_env(labels(instance)) == []
+    assert processes_with_env(terminal_labels(instance)) == []
+
+
+def get_text(sock: socket.socket, port: int, path: str) -> bytes:
+    """One kept-alive GET on ``sock``; the body (Content-Length framing)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return body
+
+
+async def test_requests_of_one_connection_reuse_one_upstream_connection(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
+    instance = unique_instance()
+    proxy = pointsman("serve", "-c", str(write_config(config_text(instance, COUNTING_APP))))
+    host, port = proxy.address("web")
+    loop = asyncio.get_running_loop()
+    first = socket.create_connection((host, port), timeout=10)
+    second = socket.create_connection((host, port), timeout=10)
+    try:
+        seen = [await loop.run_in_executor(None, get_text, sock, port, "/count")
+                for sock in (first, first, first, second, second)]
+        # each backend was probed (one connection) and then served its client
+        # connection over one kept-alive upstream connection
+        assert seen == [b"connections=2"] * 5
+        ids = [record["backend_id"] for record in proxy.wait_access(5)]
+        assert ids[0] == ids[1] == ids[2] != ids[3] == ids[4]
+    finally:
+        first.close()
+        second.close()
+        proxy.stop()
+    assert processes_with_env(terminal_labels(instance)) == []

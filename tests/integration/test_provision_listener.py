@@ -17,48 +17,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from provision_support import PYTHON, WSECHO, greeting, unique_instance
+from provision_support import greeting, terminal_labels, terminal_upstream, unique_instance
 from registry_support import TOKEN, admin_call, admin_url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from harness import Pointsman
 from pointsman.serve.provision import default_instance
-from pointsman.upstream.providers.process import label_env, processes_with_env
+from pointsman.upstream.providers.process import processes_with_env
 
 
 def config_text(instance: str | None, **pool: object) -> str:
     """The listener config; ``instance=None`` leaves the default (host name + file path)."""
-    settings = {"warm": 1, "max_live": 4, "queue_timeout": 2.0, "backoff_initial": 0.05,
-                "start_timeout": 5.0, **pool}
-    lines = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
-    return f"""
+    settings = {"max_live": 4, "queue_timeout": 2.0, "backoff_initial": 0.05, **pool}
+    return """
 [[listeners]]
 protocol = "tcp"
 name = "ws"
 listen = "127.0.0.1:0"
 upstream = "terminal"
-
-[upstreams.terminal]
-kind = "provision"
-{f'instance = "{instance}"' if instance else ""}
-{lines}
-
-[upstreams.terminal.probe]
-kind = "http"
-path = "/health"
-interval = 0.02
-
-[upstreams.terminal.provider]
-kind = "process"
-command = ["{PYTHON}", "-S", "-I", "{WSECHO}", "{{port}}"]
-grace = 1.0
-"""
-
-
-def labels(instance: str) -> dict[str, str]:
-    return label_env({"pointsman.managed": "1", "pointsman.instance": instance,
-                      "pointsman.upstream": "terminal"})
+""" + terminal_upstream(instance, **settings)
 
 
 def backend_of(pid: int) -> str:
@@ -82,7 +60,7 @@ async def test_each_websocket_gets_its_own_process_named_in_the_access_log(
     admin = f'[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'
     proxy = pointsman("serve", "-c", str(write_config(admin + config_text(instance))))
     host, port = proxy.address("ws")
-    wait_until(lambda: len(processes_with_env(labels(instance))) >= 1)  # warmed
+    wait_until(lambda: len(processes_with_env(terminal_labels(instance))) >= 1)  # warmed
     hellos = await asyncio.gather(greeting(host, port), greeting(host, port))
     assert hellos[0] != hellos[1]
     records = proxy.wait_access(2)
@@ -90,7 +68,7 @@ async def test_each_websocket_gets_its_own_process_named_in_the_access_log(
     assert {f"hello from {backend_id}" for backend_id in ids} == set(hellos)
     assert all(record["reason"] == "done" for record in records)
     # the connections are over, so their processes are gone; one warm spare remains
-    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)
+    wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 1)
     # the pool as the admin API and the metrics show it
     base = admin_url(proxy)
     status, state = admin_call(base, "GET", "/provision")
@@ -99,7 +77,7 @@ async def test_each_websocket_gets_its_own_process_named_in_the_access_log(
     status, text = admin_call(base, "GET", "/metrics")
     assert 'pointsman_provision_leases_total{upstream="terminal"} 2.0' in text
     proxy.stop(signal.SIGTERM)
-    assert processes_with_env(labels(instance)) == []
+    assert processes_with_env(terminal_labels(instance)) == []
 
 
 async def test_exhausted_pool_closes_the_tcp_connection(
@@ -129,20 +107,20 @@ async def test_sigkill_then_restart_removes_the_leftovers(
     host, port = proxy.address("ws")
     held = socket.create_connection((host, port))  # one leased backend, two warm
     try:
-        wait_until(lambda: len(processes_with_env(labels(instance))) == 3)
-        before = processes_with_env(labels(instance))
+        wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 3)
+        before = processes_with_env(terminal_labels(instance))
         proxy.stop(signal.SIGKILL)
-        assert processes_with_env(labels(instance)) == before  # orphans, still running
+        assert processes_with_env(terminal_labels(instance)) == before  # orphans, still running
         again = pointsman("serve", "-c", str(path))
         again.wait_event("provision.leftovers_removed",
                          predicate=lambda event: event["count"] == 3)
-        wait_until(lambda: len(processes_with_env(labels(instance))) == 2)
-        assert not set(before) & set(processes_with_env(labels(instance)))
+        wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 2)
+        assert not set(before) & set(processes_with_env(terminal_labels(instance)))
         again.stop(signal.SIGTERM)
-        assert processes_with_env(labels(instance)) == []
+        assert processes_with_env(terminal_labels(instance)) == []
     finally:
         held.close()
-        for pid in processes_with_env(labels(instance)):  # never leave our own behind
+        for pid in processes_with_env(terminal_labels(instance)):  # never leave our own behind
             os.kill(pid, signal.SIGKILL)
 
 
@@ -185,9 +163,9 @@ async def test_http_route_gives_each_websocket_its_own_backend(
     assert all(record["status"] == 101 for record in records)
     # a plain request gets a backend too, stopped once its connection closes
     assert http_get(host, port, "/health").startswith(b"HTTP/1.1 200")
-    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)  # the warm spare
+    wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 1)  # the warm spare
     proxy.stop(signal.SIGTERM)
-    assert processes_with_env(labels(instance)) == []
+    assert processes_with_env(terminal_labels(instance)) == []
 
 
 async def test_http_route_refuses_with_503_or_1013_when_the_pool_is_exhausted(
@@ -224,21 +202,21 @@ async def test_reload_moves_pools_to_the_new_workers_and_stops_the_old_spares(
     instance = unique_instance()
     path = write_config(config_text(instance, warm=1))
     proxy = pointsman("serve", "-c", str(path))
-    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)
-    first = processes_with_env(labels(instance))
+    wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 1)
+    first = processes_with_env(terminal_labels(instance))
     path.write_text(config_text(instance, warm=1).replace('name = "ws"', 'name = "ws2"'))
     proxy.signal(signal.SIGHUP)
     reloaded = proxy.wait_event("reloaded")
     host, _, port = reloaded["listeners"]["ws2"][0].rpartition(":")
     hello = await greeting(host, int(port))
     assert hello.startswith("hello from ")
-    wait_until(lambda: not set(first) & set(processes_with_env(labels(instance))))
-    wait_until(lambda: len(processes_with_env(labels(instance))) == 1)  # the new spare
+    wait_until(lambda: not set(first) & set(processes_with_env(terminal_labels(instance))))
+    wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 1)  # the new spare
     path.write_text(config_text(instance, warm=2))
     proxy.signal(signal.SIGHUP)
-    spare = processes_with_env(labels(instance))
+    spare = processes_with_env(terminal_labels(instance))
     proxy.wait_event("reloaded", predicate=lambda e: "ws" in e.get("listeners", {}))
-    wait_until(lambda: not set(spare) & set(processes_with_env(labels(instance))))
-    wait_until(lambda: len(processes_with_env(labels(instance))) == 2)
+    wait_until(lambda: not set(spare) & set(processes_with_env(terminal_labels(instance))))
+    wait_until(lambda: len(processes_with_env(terminal_labels(instance))) == 2)
     proxy.stop(signal.SIGTERM)
-    assert processes_with_env(labels(instance)) == []
+    assert processes_with_env(terminal_labels(instance)) == []

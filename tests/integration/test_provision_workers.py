@@ -16,17 +16,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from provision_support import PYTHON, WSECHO, greeting, unique_instance
+from provision_support import greeting, terminal_labels, terminal_upstream, unique_instance
 from websockets.asyncio.client import ClientConnection, connect
 
 from harness import Pointsman
-from pointsman.upstream.providers.process import label_env, processes_with_env
+from pointsman.upstream.providers.process import processes_with_env
 
 MAX_CONNECTIONS = 12
 
 
 def config_text(instance: str) -> str:
-    return f"""
+    return """
 [process]
 workers = 2
 
@@ -36,29 +36,7 @@ name = "ws"
 listen = "127.0.0.1:0"
 upstream = "terminal"
 
-[upstreams.terminal]
-kind = "provision"
-instance = "{instance}"
-warm = 1
-max_live = 16
-start_timeout = 5.0
-backoff_initial = 0.05
-
-[upstreams.terminal.probe]
-kind = "http"
-path = "/health"
-interval = 0.02
-
-[upstreams.terminal.provider]
-kind = "process"
-command = ["{PYTHON}", "-S", "-I", "{WSECHO}", "{{port}}"]
-grace = 1.0
-"""
-
-
-def labels(instance: str, **more: str) -> dict[str, str]:
-    return label_env({"pointsman.managed": "1", "pointsman.instance": instance,
-                      "pointsman.upstream": "terminal", **more})
+""" + terminal_upstream(instance, max_live=16, backoff_initial=0.05)
 
 
 def environ(pid: int) -> dict[str, str]:
@@ -69,7 +47,7 @@ def environ(pid: int) -> dict[str, str]:
 def owners(instance: str) -> dict[str, set[int]]:
     """Worker pid (as labelled) -> the backend processes it provisioned."""
     found: dict[str, set[int]] = {}
-    for pid in processes_with_env(labels(instance)):
+    for pid in processes_with_env(terminal_labels(instance)):
         with contextlib.suppress(OSError):
             found.setdefault(environ(pid)["POINTSMAN_WORKER"], set()).add(pid)
     return found
@@ -98,7 +76,7 @@ async def test_a_killed_workers_backends_go_and_its_siblings_stay(
             hello = await asyncio.wait_for(ws.recv(), 10)
             assert isinstance(hello, str)
             backend = hello.removeprefix("hello from ")
-            pid = processes_with_env({**labels(instance), "POINTSMAN_BACKEND": backend})[0]
+            pid = processes_with_env({**terminal_labels(instance), "POINTSMAN_BACKEND": backend})[0]
             held.append((ws, environ(pid)["POINTSMAN_WORKER"]))
             if len({worker for _, worker in held}) == 2:
                 break
@@ -131,6 +109,6 @@ async def test_a_killed_workers_backends_go_and_its_siblings_stay(
             with contextlib.suppress(Exception):
                 await ws.close()
         proxy.stop(signal.SIGTERM)
-        for pid in processes_with_env(labels(instance)):  # never leave our own behind
+        for pid in processes_with_env(terminal_labels(instance)):  # never leave our own behind
             os.kill(pid, signal.SIGKILL)
-    assert processes_with_env(labels(instance)) == []
+    assert processes_with_env(terminal_labels(instance)) == []

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import nats
 import pytest
 from httpkit import Backend, backend_of, get
 from nats.aio.client import Client
@@ -46,28 +45,13 @@ access = "off"
 """
 
 
-@pytest.fixture
-def backends() -> Iterator[list[Backend]]:
-    started = [Backend(f"b{i}") for i in range(3)]
-    yield started
-    for backend in started:
-        backend.close()
-
-
-@pytest.fixture
-async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_server.url)
-    yield connection
-    await connection.close()
-
-
 def started(handle: Pointsman) -> tuple[tuple[str, int], str]:
-    """The HTTP listener and admin base of ``handle``, once it listens on NATS.
+    """The HTTP listener and admin base of ``handle``.
 
-    ``ready`` may come before the NATS connection on a busy machine, and a
-    registration published before the subscription is lost.
+    ``ready`` comes once the ``router.*`` subscriptions are in place, so a
+    registration may be published at once.
     """
-    handle.wait_event("nats_connected")
+    assert handle.wait_event("ready")["nats_subscribed"] is True
     return handle.address("web"), admin_url(handle)
 
 

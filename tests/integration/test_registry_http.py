@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import nats
-import pytest
 from httpkit import Backend, backend_of, get
 from nats.aio.client import Client
 from registry_support import TOKEN, admin_call, admin_url, routes
@@ -43,21 +41,6 @@ endpoints = ["{static_backend}"]
 [logging]
 access = "off"
 """
-
-
-@pytest.fixture
-def backends() -> Iterator[list[Backend]]:
-    started = [Backend(f"b{i}") for i in range(3)]
-    yield started
-    for backend in started:
-        backend.close()
-
-
-@pytest.fixture
-async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_server.url)
-    yield connection
-    await connection.close()
 
 
 def registration(uri: str, backend: Backend, **fields: object) -> bytes:

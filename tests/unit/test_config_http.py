@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import trustme
 
 from pointsman.config import ConfigError, HttpListener, loads
 
@@ -72,3 +75,103 @@ def test_example_file_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "http.toml"
     config = load(example)
     assert isinstance(config.listeners[0], HttpListener)
+
+
+def test_backend_tls_settings_and_tls_file_routes(tmp_path: Path) -> None:
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    text = """
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:8080"
+
+[listeners.backends]
+ca_file = "ca.pem"
+
+[[listeners.routes]]
+host = "secure.example.com"
+endpoints = ["10.0.0.5:8443"]
+tls = true
+server_name = "app.internal"
+
+[[routes]]
+uris = ["other.example.com"]
+endpoints = ["10.0.0.6:8443"]
+tls = true
+server_name = "other.internal"
+"""
+    config = loads(text, str(tmp_path / "pointsman.toml"))
+    [listener] = config.listeners
+    assert isinstance(listener, HttpListener)
+    assert listener.backends.ca_file == "ca.pem" and listener.backends.cert_file is None
+    assert listener.routes[0].tls and listener.routes[0].server_name == "app.internal"
+    assert config.routes[0].server_name == "other.internal"
+
+
+def test_backend_tls_mistakes_are_named(tmp_path: Path) -> None:
+    text = """
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:8080"
+
+[listeners.backends]
+ca_file = "missing.pem"
+cert_file = "missing-cert.pem"
+
+[[listeners.routes]]
+host = "a.example.com"
+endpoints = ["10.0.0.5:8080"]
+server_name = "app.internal"
+
+[[routes]]
+uris = ["b.example.com"]
+endpoints = ["10.0.0.6:8443"]
+server_name = "b.internal"
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, str(tmp_path / "pointsman.toml"))
+    paths = {issue.path for issue in caught.value.issues}
+    assert {"listeners[0].backends.ca_file", "listeners[0].backends.cert_file",
+            "listeners[0].backends", "listeners[0].routes[0].server_name",
+            "routes[0].server_name"} <= paths
+
+
+def test_backend_tls_files_that_do_not_load_are_named(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    text = """
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:8080"
+
+[listeners.backends]
+ca_file = "ca.pem"
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, str(tmp_path / "pointsman.toml"))
+    [issue] = caught.value.issues
+    assert issue.path == "listeners[0].backends.ca_file" and "cannot load" in issue.message
+
+
+def test_tls_route_to_a_provision_upstream_is_refused() -> None:
+    text = """
+[upstreams.p]
+kind = "provision"
+[upstreams.p.provider]
+kind = "process"
+command = ["serve", "{port}"]
+
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:8080"
+
+[[listeners.routes]]
+host = "p.example.com"
+upstream = "p"
+tls = true
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text)
+    assert [issue.path for issue in caught.value.issues] == ["listeners[0].routes[0].tls"]

@@ -12,6 +12,7 @@ within one channel write, a few milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,22 @@ class FanoutDriver(RegistryDriver):
 
 
 class LeaderRoutePlane(RoutePlane):
+    """The leader's plane: its driver forwards to ``forward`` from its first message.
+
+    ``forward`` is set before ``start`` because NATS delivers as soon as the
+    subscriptions exist, inside ``start``: clients answer ``router.start`` at
+    once, and a registration applied before forwarding began would reach no
+    worker (its heartbeats change nothing, so they are not forwarded either).
+    """
+
     driver_class = FanoutDriver
+    forward: Callable[[dict[str, Any]], None] | None = None
+
+    def _new_driver(self, loop: asyncio.AbstractEventLoop) -> RegistryDriver:
+        driver = super()._new_driver(loop)
+        if isinstance(driver, FanoutDriver):
+            driver.forward = self.forward
+        return driver
 
 
 def message_of(key: str, entry: Registration, registry: Registry) -> RegistryMessage:

@@ -2,7 +2,8 @@
 
 The protocol is one datagram of ``KEY=VALUE`` lines to the Unix socket named
 by ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace). The
-leader says ``READY=1`` once every worker accepts, ``RELOADING=1`` while a
+leader says ``READY=1`` once every worker accepts (and, with ``[nats]``, its
+registration subscriptions are in place), ``RELOADING=1`` while a
 reload runs (with the monotonic timestamp ``Type=notify-reload`` asks for),
 and ``STOPPING=1`` when it begins to quit. Outside systemd it does nothing.
 """

@@ -5,7 +5,11 @@ nginx's process model in asyncio. The leader
 * binds every listen address once (``control.sockets``), one ``SO_REUSEPORT``
   socket per worker slot, and forks the workers, which inherit them;
 * announces ``ready`` (and tells systemd, and a waiting ``--daemon``
-  command) when every worker of the first generation accepts;
+  command) when every worker of the first generation accepts and, with
+  ``[nats]``, its own ``router.*`` subscriptions are in place: the leader is
+  the process that subscribes (``control.fanout``), so ``ready`` means a
+  registration published now is routed; an unreachable NATS delays it by at
+  most ``nats_registry.READY_WAIT``, with a ``nats_unavailable`` warning;
 * on HUP validates the file first, refuses a broken one with every error and
   leaves the running workers alone; a valid one starts a new generation of
   workers on the same sockets, waits until each is ready, and only then asks
@@ -49,7 +53,6 @@ from pointsman.control.admin_state import AdminState, default_state_file
 from pointsman.control.channel import Channel
 from pointsman.control.daemon import remove_pidfile, write_pidfile
 from pointsman.control.fanout import (
-    FanoutDriver,
     LeaderRoutePlane,
     nats_snapshot,
     worker_routing_config,
@@ -114,6 +117,7 @@ class Leader:
         # the workers hold theirs for traffic), admin-API changes, and worker counters.
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.plane = LeaderRoutePlane(config, self.events, self.metrics_registry)
+        self.plane.forward = self.broadcast
         self.state = AdminState(_state_file(config, config_path))
         self.kv: AdminKv | None = None  # the cluster's copy of ``state.routes``, with NATS
         self.admin: Admin | None = None
@@ -155,7 +159,7 @@ class Leader:
             return 1
         self.events.event("info", "ready", pid=os.getpid(), version=__version__,
                           workers=len(started), listeners=self.listeners,
-                          admin=self.admin_addresses())
+                          admin=self.admin_addresses(), **self._nats_state())
         notify.ready(f"{len(started)} workers")
         if self.report is not None:
             self.report("ready\n")
@@ -164,10 +168,8 @@ class Leader:
 
     async def _start_control(self) -> None:
         """The leader's route registry (with the admin API's saved routes) and admin API."""
-        await self.plane.start()
+        await self.plane.start()  # with NATS: subscribed (or unreachable) from here on
         driver = self.plane.driver
-        if isinstance(driver, FanoutDriver):
-            driver.forward = self.broadcast
         if driver is not None:
             for body in self.state.bodies():
                 driver.register(decode_registration(body), "admin")
@@ -518,14 +520,18 @@ class Leader:
 
     def route_changed(self, op: str, message: RegistryMessage) -> None:
         """An admin-API change the leader applied: every worker applies it; it is saved."""
+        self._spread_and_save(op, message)
+        if self.kv is not None:
+            self.kv.changed(op, message)
+
+    def _spread_and_save(self, op: str, message: RegistryMessage) -> None:
+        """Every worker applies the route change, and the state file keeps it."""
         self.broadcast({"type": "route", "op": op,
                         "body": encode_registration(message).decode()})
         if op == "register":
             self.state.registered(message)
         else:
             self.state.unregistered(message)
-        if self.kv is not None:
-            self.kv.changed(op, message)
 
     def shared_route_changed(self, op: str, message: RegistryMessage) -> None:
         """A change another router made in the routes bucket: here too, as if made here."""
@@ -537,14 +543,14 @@ class Leader:
         else:
             driver.unregister(message, "admin")
         driver.publish_now()
-        self.broadcast({"type": "route", "op": op,
-                        "body": encode_registration(message).decode()})
-        if op == "register":
-            self.state.registered(message)
-        else:
-            self.state.unregistered(message)
+        self._spread_and_save(op, message)
         self.events.event("info", "shared_route_applied", op=op, uris=list(message.uris),
                           endpoint=f"{message.host}:{message.endpoint_port}")
+
+    def _nats_state(self) -> dict[str, bool]:
+        """For ``ready``: whether registrations published from now on are routed."""
+        nats = self.plane.nats
+        return {} if nats is None else {"nats_subscribed": nats.subscribed}
 
     def _nats_client(self) -> Client | None:
         return self.plane.nats.client if self.plane.nats is not None else None

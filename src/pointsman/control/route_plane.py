@@ -43,16 +43,21 @@ class RoutePlane:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         settings = self.config.registry
-        self.driver = self.driver_class(self.registry, loop, settings.prune_interval,
-                                        self.events)
+        self.driver = self._new_driver(loop)
         self.registry.replace_static(static_messages(self.config), loop.time())
         self.driver.start()
         if self.config.nats is not None:
             self.nats = NatsRegistry(self.config.nats, settings, self.driver, self.events,
                                      base_dir=self.config.source)
+            # Returns once the router.* subscriptions are in place (or NATS is not
+            # reachable yet), so the "ready" that follows means routable.
             await self.nats.start()
         self._collector = RegistryCollector(self.driver, self.nats)
         self.metrics.register(self._collector)
+
+    def _new_driver(self, loop: asyncio.AbstractEventLoop) -> RegistryDriver:
+        return self.driver_class(self.registry, loop, self.config.registry.prune_interval,
+                                 self.events)
 
     def reload(self, config: Config) -> None:
         """Take the new file's ``[[routes]]``; NATS and timing settings need a restart."""

@@ -7,6 +7,11 @@ What a gorouter client sees (mbus/subscriber.go, common/component.go):
 * ``router.start`` is published once connected and again after every
   reconnect, so clients re-register at once; ``router.greet`` requests get the
   same body as their reply;
+* ``start`` returns once the subscriptions are in place (the server has
+  answered a PING sent after the SUBs), so a process that says ``ready``
+  after it loses no registration published the moment it says so; it waits
+  at most ``READY_WAIT`` seconds, and less when every configured server has
+  failed one attempt, so an unreachable NATS does not hold start-up;
 * the connection retries forever: the first connection every
   ``INITIAL_RETRY_WAIT`` seconds, reconnects with exponential backoff from
   ``RECONNECT_BASE`` capped at ``RECONNECT_MAX``, jittered so a fleet of routers
@@ -41,6 +46,7 @@ from pointsman.wire.gorouter import (
 __all__ = [
     "CONNECT_TIMEOUT",
     "INITIAL_RETRY_WAIT",
+    "READY_WAIT",
     "RECONNECT_BASE",
     "RECONNECT_MAX",
     "NatsRegistry",
@@ -53,8 +59,15 @@ RECONNECT_BASE = 0.05
 RECONNECT_MAX = 2.0
 PING_INTERVAL = 20
 MAX_OUTSTANDING_PINGS = 2
-FIRST_CONNECT_WAIT = 2.0
-"""How long ``start`` waits for the first connection before going on without it."""
+READY_WAIT = 5.0
+"""The longest ``start`` waits for the subscriptions before going on without them.
+
+Longer than one connection attempt (``CONNECT_TIMEOUT`` per step of the
+handshake), so a slow but reachable server on a busy machine is still
+subscribed before ``ready``; a refused or silent one ends the wait as soon as
+every server has failed once, so this bound only matters for a cluster whose
+servers keep half-answering.
+"""
 MALFORMED_LOG_INTERVAL = 1.0
 
 _RNG = random.Random()
@@ -95,6 +108,8 @@ class NatsRegistry:
             self._credentials = str(path)
         self._connect_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failed_attempts = 0  # before the first connection: one per server tried
+        self._every_server_failed = asyncio.Event()
         self._malformed_logged = -MALFORMED_LOG_INTERVAL
         self._malformed_quiet = 0
         self._errors_logged = 0
@@ -106,17 +121,38 @@ class NatsRegistry:
     def connected(self) -> bool:
         return bool(self.client.is_connected)
 
+    @property
+    def subscribed(self) -> bool:
+        """The server has processed this router's SUBs (they survive reconnects)."""
+        task = self._connect_task
+        return task is not None and task.done() and not task.cancelled() \
+            and task.exception() is None
+
     # -- lifecycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect in the background; wait ``FIRST_CONNECT_WAIT`` for it to succeed."""
+    async def start(self, wait: float = READY_WAIT) -> bool:
+        """Connect in the background; wait until subscribed, or not longer than ``wait``.
+
+        The wait also ends once every configured server has failed one attempt
+        (refused, or silent for ``CONNECT_TIMEOUT``). Whether the
+        subscriptions are in place on return; if not, a warning says so and
+        the connection keeps being tried.
+        """
         self._connect_task = asyncio.create_task(self._connect())
         self._connect_task.add_done_callback(self._connect_done)
+        failed = asyncio.ensure_future(self._every_server_failed.wait())
         try:
-            await asyncio.wait_for(asyncio.shield(self._connect_task), FIRST_CONNECT_WAIT)
-        except TimeoutError:
-            self.events.event("warning", "nats_unavailable", servers=self.config.servers,
-                              detail="serving file and admin routes; still trying")
+            await asyncio.wait((self._connect_task, failed), timeout=wait,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+        if self.subscribed:
+            return True
+        self.events.event("warning", "nats_unavailable", servers=self.config.servers,
+                          connected=self.connected, failed_attempts=self._failed_attempts,
+                          detail="not connected to NATS yet: serving file and admin routes; "
+                                 "still trying")
+        return False
 
     async def _connect(self) -> None:
         await self.client.connect(
@@ -159,6 +195,11 @@ class NatsRegistry:
         return server, reconnect_delay(server.reconnects)
 
     async def _on_error(self, error: Exception) -> None:
+        if self._connect_task is not None and not self._connect_task.done() \
+                and not self.client.is_connected:
+            self._failed_attempts += 1  # nats-py reports each failed first attempt here
+            if self._failed_attempts >= len(self.config.servers):
+                self._every_server_failed.set()
         self._errors_logged += 1
         if self._errors_logged <= 3 or self._errors_logged % 100 == 0:
             self.events.event("warning", "nats_error", error=repr(error),

@@ -28,7 +28,7 @@ def static_messages(config: Config) -> list[RegistryMessage]:
             messages.append(RegistryMessage(
                 host=host, port=0 if route.tls else port, tls_port=port if route.tls else 0,
                 uris=tuple(route.uris), app=route.app, tags=dict(route.tags),
-                options=options))
+                server_cert_domain_san=route.server_name, options=options))
     for listener in config.listeners:
         if not isinstance(listener, HttpListener):
             continue
@@ -45,8 +45,10 @@ def static_messages(config: Config) -> list[RegistryMessage]:
             # The same instance names the HTTP listener gives its own file routes.
             for index, text in enumerate(endpoints):
                 host, port = parse_listen(text)
+                tls = http_route.tls
                 messages.append(RegistryMessage(
-                    host=host, port=port, uris=(uri,), app=http_route.host,
+                    host=host, port=0 if tls else port, tls_port=port if tls else 0,
+                    uris=(uri,), app=http_route.host,
                     private_instance_id=f"{host}:{port}", private_instance_index=str(index),
-                    options=Options(balance)))
+                    server_cert_domain_san=http_route.server_name, options=Options(balance)))
     return messages

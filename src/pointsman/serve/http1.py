@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from pointsman.config import HttpListener, parse_listen
 from pointsman.routing.table import Endpoint, RoutePool, RouteTable, TableHolder, route_key
+from pointsman.serve.backend_tls import BackendTls
 from pointsman.serve.context import ServeContext
 from pointsman.serve.flow import (
     BACKLOG,
@@ -72,7 +73,8 @@ TRUST_CACHE_SIZE = 4096
 
 _REASONS = {400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
             413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-            502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout"}
+            502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+            525: b"SSL Handshake Failed", 526: b"Invalid SSL Certificate"}
 
 
 def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
@@ -94,8 +96,9 @@ def static_table(config: HttpListener, ctx: ServeContext) -> RouteTable:
             addresses = [parse_listen(e) for e in _upstream_endpoints(ctx, route.upstream)]
         else:
             addresses = [parse_listen(e) for e in route.endpoints]
-        endpoints = tuple(Endpoint(host, port, app=route.host, instance_id=f"{host}:{port}",
-                                   instance_index=str(i))
+        endpoints = tuple(Endpoint(host, port, tls=route.tls, app=route.host,
+                                   instance_id=f"{host}:{port}", instance_index=str(i),
+                                   server_cert_domain_san=route.server_name)
                           for i, (host, port) in enumerate(addresses))
         pools.append(RoutePool(key, endpoints, route.balance))
     return RouteTable.build(pools)
@@ -135,6 +138,7 @@ class HttpServer:
                                  if route.upstream is not None and route.upstream in ctx.provision}
         self.pool = ConnectionPool(ctx.loop, config.limits.upstream_pool_size,
                                    config.limits.connect_timeout)
+        self.backend_tls = BackendTls(config.backends, ctx.config_dir)
         self.stats = HttpStats(config.name)
         register(self.stats)
         self.trusted_networks = [ipaddress.ip_network(n, strict=False)
@@ -453,14 +457,17 @@ class ClientConnection(RequestParser, asyncio.Protocol):
 
     def send_error(self, status: int, code: str, text: str, close: bool,
                    request_id: bytes = b"") -> None:
+        """An error reply of the proxy's own; ``code`` names it in both
+        ``X-Pointsman-Error`` and gorouter's ``X-Cf-RouterError``."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         body = text.encode() + b"\n"
+        name = code.encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error")),
                 b"Content-Type: text/plain; charset=utf-8\r\n",
                 b"Content-Length: %d\r\n" % len(body),
-                b"X-Pointsman-Error: " + code.encode() + b"\r\n"]
+                b"X-Pointsman-Error: " + name + b"\r\nX-Cf-RouterError: " + name + b"\r\n"]
         if request_id:
             head.append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
         if close:

@@ -6,6 +6,11 @@ route's balancer. The join is cached per route key and rebuilt only when the
 table hands out a different pool object, so a request pays one dict lookup
 and an identity check; a route keeps its balancer (and so its round-robin
 position) across table versions while its policy stays the same.
+
+What a request to an endpoint needs beyond its address is worked out here,
+once per endpoint and route version, not per request: the key of its idle
+connections (TLS ones apart, see ``pool_key``) and the gorouter fields naming
+its instance (``X-CF-InstanceID`` and friends) as ready-made header bytes.
 """
 
 from __future__ import annotations
@@ -13,10 +18,27 @@ from __future__ import annotations
 from pointsman.routing.table import Endpoint, RoutePool
 from pointsman.upstream.balancers import Balancer, EndpointState, make_balancer
 from pointsman.upstream.pool import EndpointStates
+from pointsman.wire.forward import cf_instance_fields
 
-__all__ = ["Chooser", "RouteState", "context_path"]
+__all__ = ["Chooser", "RouteState", "context_path", "pool_key", "tls_name"]
 
 MAX_CACHED_ROUTES = 200_000
+
+
+def tls_name(endpoint: Endpoint) -> str:
+    """The name a TLS endpoint's certificate must carry (and the SNI sent): SAN, else host."""
+    return endpoint.server_cert_domain_san or endpoint.host
+
+
+def pool_key(endpoint: Endpoint) -> str:
+    """Key of the endpoint's idle connections: its address, plus the verified name if TLS.
+
+    A plain and a TLS endpoint on one address, or two TLS endpoints expecting
+    different names there, must never be handed each other's connections.
+    """
+    if endpoint.tls:
+        return f"{endpoint.address} tls {tls_name(endpoint)}"
+    return endpoint.address
 
 
 def context_path(pool: RoutePool | None) -> bytes:
@@ -30,12 +52,14 @@ def context_path(pool: RoutePool | None) -> bytes:
 class RouteState:
     """A pool joined with its live states and balancer.
 
-    ``endpoint_of`` and ``address_of`` are keyed by the state object itself
-    (states hash by identity), the two lookups every request makes.
+    ``endpoint_of`` and ``target_of`` are keyed by the state object itself
+    (states hash by identity), the two lookups every request makes;
+    ``target_of`` gives the endpoint's ``pool_key`` and its encoded
+    ``cf_instance_fields``.
     """
 
-    __slots__ = ("address_of", "balance", "balancer", "cookie_path", "endpoint_of", "pool",
-                 "states")
+    __slots__ = ("balance", "balancer", "cookie_path", "endpoint_of", "pool", "states",
+                 "target_of")
 
     def __init__(self, pool: RoutePool, live: EndpointStates, balancer: Balancer) -> None:
         self.pool = pool
@@ -45,7 +69,11 @@ class RouteState:
         self.states = [live.get(e.host, e.port, e.address) for e in pool.endpoints]
         pairs = list(zip(self.states, pool.endpoints, strict=True))
         self.endpoint_of: dict[EndpointState, Endpoint] = dict(pairs)
-        self.address_of = {state: endpoint.address for state, endpoint in pairs}
+        self.target_of = {
+            state: (pool_key(endpoint),
+                    cf_instance_fields(endpoint.app, endpoint.instance_index,
+                                       endpoint.instance_id, endpoint.address))
+            for state, endpoint in pairs}
 
     def instance(self, instance_id: str) -> EndpointState | None:
         """The state of the endpoint whose ``instance_id`` (or address) is given."""

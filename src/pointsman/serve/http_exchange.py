@@ -10,6 +10,9 @@ Retries: a connect failure, or a kept-alive upstream connection that turns
 out closed before any response byte, is retried on another endpoint up to
 ``MAX_RETRIES`` times, as long as no body byte was sent or the request is
 idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
+A TLS endpoint whose handshake or certificate fails is retried the same way;
+if the last attempt failed so, the reply is gorouter's status for it (525,
+503 or 526, see ``backend_tls``) rather than 502.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import TYPE_CHECKING
 
 from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
+from pointsman.serve.backend_tls import TLS_FAILURES
 from pointsman.serve.flow import BACKLOG, PEER_FULL
-from pointsman.serve.http_choice import RouteState, context_path
-from pointsman.serve.http_provision import use_provision
+from pointsman.serve.http_choice import RouteState, context_path, tls_name
+from pointsman.serve.http_provision import connect_fresh, use_provision
 from pointsman.serve.http_upstream import UpstreamConnection
 from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
@@ -78,6 +82,7 @@ class Exchange:
         "client",
         "close",
         "endpoint",
+        "fields",
         "file",
         "head",
         "head_bytes",
@@ -125,6 +130,9 @@ class Exchange:
         self.route: RouteState | None = None
         self.state: EndpointState | None = None
         self.endpoint: Endpoint | None = None
+        # ``fields`` (the endpoint's X-CF-* lines for the request head) is set by
+        # whoever chooses the endpoint, ``_pick`` or the provision lease, before
+        # ``_attach`` reads it; left unset here to keep a store off every request.
         self.oversize = False
         self.upstream_keep = False
         self.replay: list[bytes] | None = [] if head.method in IDEMPOTENT else None
@@ -201,7 +209,7 @@ class Exchange:
                 return state
         return None
 
-    def _pick(self, pinned: EndpointState | None = None) -> None:
+    def _pick(self, pinned: EndpointState | None = None, failure: str = "") -> None:
         route = self.route
         assert route is not None
         now = time.monotonic()
@@ -215,8 +223,7 @@ class Exchange:
             state = route.balancer.select(route.states, "", now, self.tried)
         if state is None:
             if self.attempts:
-                self.fail(502, "endpoint_failure",
-                          "502 Bad Gateway: Registered endpoint failed to handle the request.")
+                self._give_up(failure)
             else:
                 self.fail(503, "no_endpoints", "No endpoint can take the request.")
             return
@@ -228,12 +235,16 @@ class Exchange:
         state.active += 1
         state.total += 1
         server = self.client.server
-        address = route.address_of[state]
+        address, self.fields = route.target_of[state]
         conn = server.pool.acquire(address)
         if conn is not None:
             self._attach(conn)
+            return
+        endpoint = self.endpoint
+        if endpoint.tls:
+            server.pool.connect(endpoint.host, endpoint.port, address, self._connected,
+                                server.backend_tls.context(), tls_name(endpoint))
         else:
-            endpoint = self.endpoint
             server.pool.connect(endpoint.host, endpoint.port, address, self._connected)
 
     def _connected(self, conn: UpstreamConnection | None, error: str) -> None:
@@ -259,8 +270,8 @@ class Exchange:
             server = self.client.server
             self.head_bytes, self.request_id = build_request_head(
                 head, client_ip=self.client.client_ip_bytes, trusted=self.client.trusted,
-                proto=server.proto, request_id=server.request_id(),
-                start_ms=int(time.time() * 1000))
+                proto=server.proto, request_id=self.request_id or server.request_id(),
+                start_ms=int(time.time() * 1000), extra=self.fields)
         transport = conn.transport
         assert transport is not None
         transport.write(self.head_bytes)
@@ -421,8 +432,9 @@ class Exchange:
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if self.upstream_keep and self.request_complete and not upstream.closed \
-                    and self.lease is None:
+            # A leased backend's address is its lease's alone, so pooling its
+            # connections by address keeps them within the client connection.
+            if self.upstream_keep and self.request_complete and not upstream.closed:
                 client.server.pool.release(upstream)
             else:
                 upstream.close()
@@ -471,7 +483,10 @@ class Exchange:
             self._release_state()
             self.attempts -= 1
             self._rewind()
-            self._pick()
+            if self.lease is not None:
+                connect_fresh(self, self.lease)  # the connection's own backend, anew
+            else:
+                self._pick()
             return
         self._upstream_failed(error.split(":")[0])
 
@@ -489,7 +504,12 @@ class Exchange:
         return not self.body_sent or self.replay is not None
 
     def _rewind(self) -> None:
-        """Before another attempt: the body sent so far goes out again first."""
+        """Before another attempt: the body sent so far goes out again first.
+
+        The head is built again for the next endpoint (its own X-CF-* fields),
+        with the same request id.
+        """
+        self.head_bytes = b""
         if self.body_sent and self.replay is not None:
             self.backlog = self.replay + (self.backlog or [])
             self.backlog_bytes = sum(map(len, self.backlog))
@@ -505,7 +525,15 @@ class Exchange:
         self._release_state()
         if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()
-            self._pick()
+            self._pick(None, error)
+            return
+        self._give_up(error)
+
+    def _give_up(self, failure: str) -> None:
+        """No attempt left: answer for the last failure (a TLS one has its own status)."""
+        found = TLS_FAILURES.get(failure)
+        if found is not None:
+            self.fail(found[0], failure, found[1])
             return
         self.fail(502, "endpoint_failure",
                   "502 Bad Gateway: Registered endpoint failed to handle the request.")
@@ -645,6 +673,7 @@ class Exchange:
             access.write(record)
 
     # for serve.http_provision, which leases a backend before connecting
+    attach = _attach
     connected = _connected
     finish = _finish
 

@@ -6,8 +6,10 @@ same upstream goes to the same backend, and the backend is stopped when the
 client connection ends (the client closes, the keep-alive timeout closes it,
 or a WebSocket tunnel through it ends). A connection that reaches several
 provision upstreams holds one lease on each. Such requests are never retried
-on another backend, and each opens its own upstream connection to the
-backend (nothing is pooled across leases).
+on another backend. Upstream connections to the backend are kept alive in the
+listener's pool like any other: it is keyed by address, and a leased backend's
+address belongs to its lease alone, so they are reused only by that client
+connection's requests.
 
 When no backend comes within the pool's queue timeout, a plain request gets
 503; a WebSocket upgrade gets the handshake completed and a close frame 1013
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
     from pointsman.serve.http1 import ClientConnection
     from pointsman.serve.http_exchange import Exchange
 
-__all__ = ["lease_then_connect", "refuse_websocket", "release_leases", "use_provision"]
+__all__ = ["connect_fresh", "lease_then_connect", "refuse_websocket", "release_leases",
+           "use_provision"]
 
 
 def use_provision(exchange: Exchange, provision: ProvisionPool) -> None:
@@ -72,12 +75,23 @@ async def lease_then_connect(exchange: Exchange, provision: ProvisionPool) -> No
 
 
 def _connect(exchange: Exchange, lease: Lease) -> None:
+    """A kept-alive upstream connection to the lease's backend if one is idle, else a new one."""
     lease.uses += 1
     exchange.lease = lease
     endpoint = exchange.endpoint = Endpoint(lease.host, lease.port,
                                             instance_id=lease.backend_id)
-    exchange.client.server.pool.connect(lease.host, lease.port, endpoint.address,
-                                        exchange.connected)
+    exchange.fields = b""  # a leased backend is no registered instance: no X-CF-* fields
+    conn = exchange.client.server.pool.acquire(endpoint.address)
+    if conn is not None:
+        exchange.attach(conn)
+    else:
+        connect_fresh(exchange, lease)
+
+
+def connect_fresh(exchange: Exchange, lease: Lease) -> None:
+    """A new upstream connection to the lease's backend (a kept-alive one had closed)."""
+    address = Endpoint(lease.host, lease.port).address
+    exchange.client.server.pool.connect(lease.host, lease.port, address, exchange.connected)
 
 
 def release_leases(client: ClientConnection) -> None:

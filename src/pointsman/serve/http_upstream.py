@@ -7,14 +7,21 @@ recently used idle connection (warm, least likely to have been closed by the
 backend's own idle timer) and keeps at most ``size`` idle ones per endpoint.
 
 After a 101 or a CONNECT the same object carries raw bytes for a ``Tunnel``.
+
+Idle lists are keyed by a pool key, not just the address: a TLS endpoint's
+key also carries ``tls`` and the name its certificate was checked against
+(``http_choice.pool_key``), so a connection is only ever reused for the same
+address, the same transport security and the same verified name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from pointsman.serve.backend_tls import classify
 from pointsman.serve.flow import PEER_FULL, WRITE_HIGH, WRITE_LOW, FlowControl
 from pointsman.wire.errors import RemoteProtocolError
 from pointsman.wire.http1 import ResponseHandler, ResponseParser
@@ -193,20 +200,39 @@ class ConnectionPool:
         if idle and conn in idle:
             idle.remove(conn)
 
-    def connect(self, host: str, port: int, address: str,
-                done: Any) -> None:
-        """Open a new connection; ``done(conn, error)`` is called exactly once."""
-        task = self.loop.create_task(self._connect(host, port, address, done))
+    def connect(self, host: str, port: int, address: str, done: Any,
+                tls: ssl.SSLContext | None = None, server_name: str = "") -> None:
+        """Open a new connection; ``done(conn, error)`` is called exactly once.
+
+        ``address`` is the pool key the connection goes back under. With
+        ``tls`` the connection is TLS, its certificate checked for
+        ``server_name`` (also sent as SNI); the handshake has its own
+        ``connect_timeout``, so a backend that never answers the hello (one
+        that does not speak TLS and waits for a request line) is a failed
+        handshake, not a failed connect.
+        """
+        task = self.loop.create_task(self._connect(host, port, address, done, tls, server_name))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _connect(self, host: str, port: int, address: str, done: Any) -> None:
+    async def _connect(self, host: str, port: int, address: str, done: Any,
+                       tls: ssl.SSLContext | None, server_name: str) -> None:
+        timeout = self.connect_timeout
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: UpstreamConnection(self, address), host, port),
-                self.connect_timeout)
-        except (OSError, TimeoutError) as exc:
-            done(None, "connect_timeout" if isinstance(exc, TimeoutError) else "connect_failed")
+            if tls is None:
+                connecting = self.loop.create_connection(
+                    lambda: UpstreamConnection(self, address), host, port)
+            else:
+                connecting = self.loop.create_connection(
+                    lambda: UpstreamConnection(self, address), host, port, ssl=tls,
+                    server_hostname=server_name or host, ssl_handshake_timeout=timeout)
+                timeout *= 2  # the connect, then the handshake, each within connect_timeout
+            _, conn = await asyncio.wait_for(connecting, timeout)
+        except TimeoutError:
+            done(None, "connect_timeout")
+            return
+        except (OSError, ssl.SSLError, EOFError) as exc:
+            done(None, classify(exc) if tls is not None else "connect_failed")
             return
         done(conn, "")
 

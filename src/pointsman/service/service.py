@@ -124,11 +124,20 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, done.set)
-        await self.start()
-        log.info("service %s instance %s started", self.name, self.instance)
+        # A signal while the transport is still trying to connect (NATS down)
+        # ends the wait for it too: start() alone would retry forever.
+        starting = loop.create_task(self.start())
+        signalled = loop.create_task(done.wait())
         try:
-            await done.wait()
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                log.info("service %s instance %s started", self.name, self.instance)
+                await signalled
         finally:
+            for task in (starting, signalled):
+                task.cancel()
+            await asyncio.gather(starting, signalled, return_exceptions=True)
             await self.stop()
             await self.transport.close()
 

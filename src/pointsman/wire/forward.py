@@ -13,8 +13,13 @@ Towards the backend (gorouter's ``setupProxyRequest`` in spirit):
   otherwise;
 * ``X-Request-Id`` is kept or set, and always sent again as
   ``X-Vcap-Request-Id``; ``X-Request-Start`` (epoch ms) is added when absent;
-* ``X-Cf-App-Instance`` is consumed by routing and not forwarded;
-* a chunked body is re-framed by the proxy, so it is announced again here.
+* ``X-Cf-App-Instance`` is consumed by routing and not forwarded, and a
+  client's own ``X-CF-ApplicationID`` / ``InstanceIndex`` / ``InstanceID``
+  are dropped, as only the proxy may say which instance it chose;
+* a chunked body is re-framed by the proxy, so it is announced again here;
+* the endpoint's own fields (``X-CF-ApplicationID``, ``X-CF-InstanceIndex``,
+  ``X-CF-InstanceID``, from ``cf_instance_fields``) are encoded once per
+  endpoint and appended as they are.
 
 Towards the client: hop-by-hop fields dropped, the request id echoed when the
 backend did not set one, ``__VCAP_ID__`` set next to a sticky session cookie,
@@ -33,6 +38,7 @@ __all__ = [
     "StickyRequest",
     "build_request_head",
     "build_response_head",
+    "cf_instance_fields",
     "sticky_request",
 ]
 
@@ -71,12 +77,34 @@ def sticky_request(head: RequestHead, cookie_names: frozenset[bytes]) -> StickyR
 _FORWARDED = (b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n"
               b"X-Request-Id: %s\r\nX-Vcap-Request-Id: %s\r\n")
 _FORWARDED_START = _FORWARDED + b"X-Request-Start: %d\r\n"
+_REPLACED = frozenset({b"x-vcap-request-id", b"x-cf-app-instance", b"x-cf-applicationid",
+                       b"x-cf-instanceindex", b"x-cf-instanceid"})
+"""Client fields never forwarded: the proxy sets its own (or consumed them for routing)."""
+
+
+def cf_instance_fields(app: str, index: str, instance_id: str, address: str) -> bytes:
+    """gorouter's per-endpoint request fields, encoded once for every request to it.
+
+    ``X-CF-ApplicationID`` and ``X-CF-InstanceIndex`` when known, and
+    ``X-CF-InstanceID``: the private instance id, or ``host:port`` when the
+    registration gave none. Empty for an endpoint that names neither an app
+    nor an instance (nothing would identify it beyond its address). Values
+    with line breaks, which a registration could carry, are left out.
+    """
+    if not app and not instance_id:
+        return b""
+    fields = [(b"X-CF-ApplicationID", app), (b"X-CF-InstanceIndex", index),
+              (b"X-CF-InstanceID", instance_id or address)]
+    return b"".join(name + b": " + value.encode() + b"\r\n" for name, value in fields
+                    if value and value.isprintable())
 
 
 def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, proto: bytes,
-                       request_id: bytes, start_ms: int,
-                       extra: list[tuple[bytes, bytes]] | None = None) -> tuple[bytes, bytes]:
-    """The head to send upstream and the request id it carries."""
+                       request_id: bytes, start_ms: int, extra: bytes = b"") -> tuple[bytes, bytes]:
+    """The head to send upstream and the request id it carries.
+
+    ``extra``: whole field lines, each ending in CRLF, added last as they are.
+    """
     drop = HOP_BY_HOP
     xff = b""
     xf_proto = b""
@@ -104,7 +132,7 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
             if lname == b"x-request-id":
                 rid = rid or value
                 continue
-            if lname in (b"x-vcap-request-id", b"x-cf-app-instance"):
+            if lname in _REPLACED:
                 continue
             if lname == b"x-request-start":
                 has_start = True
@@ -138,8 +166,7 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
     if head.chunked:
         append(b"Transfer-Encoding: chunked\r\n")
     if extra:
-        for name, value in extra:
-            append(name + b": " + value + b"\r\n")
+        append(extra)
     append(b"\r\n")
     return b"".join(out), rid
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pointsman.wire.forward import build_request_head, build_response_head, sticky_request
+from pointsman.wire.forward import (
+    build_request_head,
+    build_response_head,
+    cf_instance_fields,
+    sticky_request,
+)
 from pointsman.wire.http1 import RequestHead, ResponseHead
 
 
@@ -79,3 +84,27 @@ def test_sticky_request_reads_cookies() -> None:
     sticky = sticky_request(head, frozenset({b"JSESSIONID"}))
     assert sticky is not None and sticky.has_session and sticky.instance_id == "i-9"
     assert sticky_request(request((b"Host", b"h")), frozenset({b"JSESSIONID"})) is None
+
+
+def test_instance_fields_are_appended_and_client_copies_dropped() -> None:
+    extra = cf_instance_fields("guid", "2", "inst-9", "10.0.0.1:80")
+    assert extra == (b"X-CF-ApplicationID: guid\r\nX-CF-InstanceIndex: 2\r\n"
+                     b"X-CF-InstanceID: inst-9\r\n")
+    head = request((b"Host", b"h"), (b"X-CF-InstanceID", b"forged"),
+                   (b"x-cf-applicationid", b"forged"), (b"X-Cf-InstanceIndex", b"7"))
+    raw, _ = build_request_head(head, client_ip=b"10.1.1.1", trusted=True, proto=b"http",
+                                request_id=b"rid-1", start_ms=1, extra=extra)
+    out = fields(raw)
+    assert [(n, v) for n, v in out if n.lower().startswith(b"x-cf-")] == [
+        (b"X-CF-ApplicationID", b"guid"), (b"X-CF-InstanceIndex", b"2"),
+        (b"X-CF-InstanceID", b"inst-9")]
+    assert raw.endswith(b"X-CF-InstanceID: inst-9\r\n\r\n")
+
+
+def test_instance_fields_fall_back_to_address_and_skip_unknowns() -> None:
+    assert cf_instance_fields("guid", "", "", "[::1]:8080") == (
+        b"X-CF-ApplicationID: guid\r\nX-CF-InstanceID: [::1]:8080\r\n")
+    assert cf_instance_fields("", "", "", "10.0.0.1:80") == b""
+    # A value that would break the head is left out rather than sent.
+    assert cf_instance_fields("bad\r\nX-Evil: 1", "0", "i", "a:1") == (
+        b"X-CF-InstanceIndex: 0\r\nX-CF-InstanceID: i\r\n")
