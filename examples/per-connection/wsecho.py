@@ -9,7 +9,7 @@ plain HTTP request gets the demo page.
 
 It uses only the standard library so the same file runs on the host, under
 ``python -S -I``, and inside a busybox container with the host's Python mounted
-read-only (see ``scripts/podman-service``).
+read-only (the test image of ``scripts/lib/test-image.sh``).
 
     python3 wsecho.py PORT
 """

@@ -1,10 +1,18 @@
-"""Per-connection containers for real, through podman's Docker-compatible API.
+"""Per-connection containers for real, on both engines the docker provider serves.
 
-``scripts/podman-service`` installs what is missing, builds the local busybox
-test image and starts ``podman system service`` on a socket in a temp dir. The
-echo app inside the containers is ``examples/per-connection/wsecho.py``, run by
-this machine's Python mounted read-only; it greets with its hostname, which is
-the container's short id, so each test can tell exactly which container served it.
+Every test runs twice, once per engine: podman's Docker-compatible API
+(``scripts/podman-service``) and a private Docker engine (``scripts/docker-service``).
+Each script installs what is missing, imports the same local busybox test image
+and starts its engine on a socket in a temp dir. The echo app inside the
+containers is ``examples/per-connection/wsecho.py``, run by this machine's Python
+mounted read-only; it greets with who it is, so each test can tell exactly which
+container served it: on podman its hostname, the container's short id; on Docker
+its backend id, which is the container's name.
+
+The Docker engine runs without iptables rules and without its default bridge, so
+its containers use the host's network (and hostname), each on a free host port;
+the tests of published ports and container addresses use the one bridge network
+``scripts/docker-service`` creates, which the host reaches without NAT.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,45 +44,75 @@ from provision_support import (
 from websockets.asyncio.client import connect
 
 from harness import NatsServer, Pointsman
-from pointsman.serve.provision import ProvisionPool
+from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.upstream.providers.base import service_instance_id
 from pointsman.upstream.provision import Phase, PoolExhausted
 
 IMAGE = "localhost/pointsman-test-echo:latest"
-SERVICE_SCRIPT = ROOT / "scripts" / "podman-service"
+SERVICE_SCRIPTS = {"podman": ROOT / "scripts" / "podman-service",
+                   "docker": ROOT / "scripts" / "docker-service"}
 PYTHON_REAL = os.path.realpath(sys.executable)
+DOCKER_BRIDGE = "pointsman-test"  # the network scripts/docker-service creates
 
 
-@pytest.fixture(scope="session")
-def podman_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A podman API socket for this session; podman must work here, so no skipping."""
-    workdir = tmp_path_factory.mktemp("podman")
-    result = subprocess.run([str(SERVICE_SCRIPT), str(workdir)], capture_output=True,
+@dataclass(frozen=True)
+class Service:
+    """One engine's API socket: ``podman`` or ``docker``."""
+
+    name: str
+    socket: str
+
+
+@pytest.fixture(scope="session", params=["podman", "docker"])
+def service(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """An engine for this session; both must work here, so no skipping.
+
+    pytest runs all tests of one engine before it starts the other, so only one
+    engine runs at a time; stopping it removes its containers (and mounts).
+    """
+    name: str = request.param
+    script = SERVICE_SCRIPTS[name]
+    workdir = tmp_path_factory.mktemp(name)
+    result = subprocess.run([str(script), str(workdir)], capture_output=True,
                             text=True, timeout=600, check=False)
     if result.returncode != 0 or not result.stdout.strip():
-        pytest.fail("podman is not usable here, so the docker provider cannot be tested:\n"
-                    f"{SERVICE_SCRIPT} exited {result.returncode}\n{result.stderr[-3000:]}")
-    yield result.stdout.strip().splitlines()[-1]
-    subprocess.run([str(SERVICE_SCRIPT), "--stop", str(workdir)], timeout=60, check=False)
+        subprocess.run([str(script), "--stop", str(workdir)], timeout=60, check=False)
+        pytest.fail(f"{name} is not usable here, so the docker provider cannot be tested "
+                    f"against it:\n{script} exited {result.returncode}\n"
+                    f"{result.stderr[-3000:]}")
+    yield Service(name, result.stdout.strip().splitlines()[-1])
+    subprocess.run([str(script), "--stop", str(workdir)], timeout=60, check=False)
 
 
 @pytest.fixture
-async def engine(podman_socket: str) -> AsyncIterator[aiodocker.Docker]:
-    docker = aiodocker.Docker(url=f"unix://{podman_socket}")
+async def engine(service: Service) -> AsyncIterator[aiodocker.Docker]:
+    docker = aiodocker.Docker(url=f"unix://{service.socket}")
     yield docker
     await docker.close()
 
 
-def docker_provider(socket_path: str, **extra: Any) -> dict[str, Any]:
+def docker_provider(service: Service, *, bridged: bool = False,
+                    **extra: Any) -> dict[str, Any]:
+    """The echo app's containers; on Docker on the host's network unless ``bridged``."""
     mounts = sorted({"/usr:/usr:ro", f"{sys.base_prefix}:{sys.base_prefix}:ro"})
     provider: dict[str, Any] = {
-        "kind": "docker", "url": f"unix://{socket_path}", "image": IMAGE, "port": 9000,
-        "command": [PYTHON_REAL, "-S", "-I", "/app/wsecho.py", "9000"],
+        "kind": "docker", "url": f"unix://{service.socket}", "image": IMAGE, "port": 9000,
+        "command": [PYTHON_REAL, "-S", "-I", "/app/wsecho.py", "{port}"],
         "mounts": mounts, "pull": "never", "memory": "128m", "cpus": 0.5, "pids_limit": 64,
         "labels": {"app": "wsecho"},
     }
+    if service.name == "docker":
+        provider["network_mode"] = DOCKER_BRIDGE if bridged else "host"
+        provider["env"] = {"POINTSMAN_BACKEND": "{backend}"}  # host mode: the host's hostname
     provider.update(extra)
     return provider
+
+
+def hello(service: Service, lease: Lease) -> str:
+    """The greeting of the container behind ``lease`` (see the module docstring)."""
+    me = lease.backend_id if service.name == "docker" else lease.ref[:12]
+    return f"hello from {me}"
 
 
 async def labelled(engine: aiodocker.Docker, instance: str) -> list[str]:
@@ -105,9 +144,9 @@ def ready(count: int):  # type: ignore[no-untyped-def]
 
 
 async def test_two_clients_two_containers_third_takes_the_warm_one(
-        podman_socket: str, engine: aiodocker.Docker) -> None:
+        service: Service, engine: aiodocker.Docker) -> None:
     instance = unique_instance()
-    pool = ProvisionPool("ws", provision_config(docker_provider(podman_socket), warm=1),
+    pool = ProvisionPool("ws", provision_config(docker_provider(service), warm=1),
                          instance=instance, events=PrintEvents())
     await pool.open()
     try:
@@ -116,7 +155,7 @@ async def test_two_clients_two_containers_third_takes_the_warm_one(
         assert first.ref != second.ref
         hellos = await asyncio.gather(greeting(first.host, first.port),
                                       greeting(second.host, second.port))
-        assert hellos == [f"hello from {first.ref[:12]}", f"hello from {second.ref[:12]}"]
+        assert list(hellos) == [hello(service, first), hello(service, second)]
 
         await pool.wait_until(ready(1), 10)
         began = time.monotonic()
@@ -124,7 +163,7 @@ async def test_two_clients_two_containers_third_takes_the_warm_one(
         assert time.monotonic() - began < 0.05
         assert third.ref not in (first.ref, second.ref)
         assert pool.count(Phase.STARTING) + pool.count(Phase.READY) == 1  # and a new one warms
-        assert await greeting(third.host, third.port) == f"hello from {third.ref[:12]}"
+        assert await greeting(third.host, third.port) == hello(service, third)
 
         info = await engine.containers.container(third.ref).show()
         labels, host = info["Config"]["Labels"], info["HostConfig"]
@@ -144,10 +183,12 @@ async def test_two_clients_two_containers_third_takes_the_warm_one(
     assert await labelled(engine, instance) == []
 
 
-async def test_exhausted_pool_queues_then_refuses(podman_socket: str,
+async def test_exhausted_pool_queues_then_refuses(service: Service,
                                                   engine: aiodocker.Docker) -> None:
     instance = unique_instance()
-    config = provision_config(docker_provider(podman_socket), warm=0, max_live=1,
+    # ports published on 127.0.0.1 (on Docker through docker-proxy, which accepts
+    # before the app listens: the TCP probe must not take that for ready)
+    config = provision_config(docker_provider(service, bridged=True), warm=0, max_live=1,
                               queue_timeout=0.3)
     pool = ProvisionPool("one", config, instance=instance)
     await pool.open()
@@ -163,6 +204,8 @@ async def test_exhausted_pool_queues_then_refuses(podman_socket: str,
         lease.release()
         nxt = await waiting
         assert nxt.ref != lease.ref
+        # ready means the app answers, not merely the forwarder in front of it
+        assert await greeting(nxt.host, nxt.port) == hello(service, nxt)
         nxt.release()
     finally:
         await pool.close()
@@ -170,13 +213,13 @@ async def test_exhausted_pool_queues_then_refuses(podman_socket: str,
 
 
 async def test_a_container_that_never_becomes_ready_is_removed_and_replaced(
-        podman_socket: str, engine: aiodocker.Docker, tmp_path: Path) -> None:
+        service: Service, engine: aiodocker.Docker, tmp_path: Path) -> None:
     instance = unique_instance()
     flags = tmp_path / "flags"
     flags.mkdir()
     command = ["sh", "-c", "if [ ! -e /flags/once ]; then touch /flags/once; exec sleep 30; fi; "
-               f"exec {PYTHON_REAL} -S -I /app/wsecho.py 9000"]
-    provider = docker_provider(podman_socket, command=command)
+               f"exec {PYTHON_REAL} -S -I /app/wsecho.py {{port}}"]
+    provider = docker_provider(service, bridged=True, command=command)
     provider["mounts"] = [*provider["mounts"], f"{flags}:/flags"]
     # the IP-address mode: connect to the container's own address, nothing published
     provider["address"] = "container"
@@ -192,7 +235,7 @@ async def test_a_container_that_never_becomes_ready_is_removed_and_replaced(
         assert set(failures) <= {"probe_timeout", "start_timeout"}
         lease = await pool.acquire(timeout=0)
         assert not lease.host.startswith("127.")
-        assert await greeting(lease.host, lease.port) == f"hello from {lease.ref[:12]}"
+        assert await greeting(lease.host, lease.port) == hello(service, lease)
         # the one that never answered is gone (a refill may be starting behind the lease)
         assert not await exists(engine, f"{pool.machine.id_prefix}-1")
         assert lease.ref in await labelled(engine, instance)
@@ -202,11 +245,11 @@ async def test_a_container_that_never_becomes_ready_is_removed_and_replaced(
     assert await labelled(engine, instance) == []
 
 
-def listener_config(socket_path: str, instance: str, **pool: Any) -> str:
+def listener_config(service: Service, instance: str, **pool: Any) -> str:
     """A ``pointsman serve`` config: a TCP listener whose upstream provisions containers."""
     settings = {"kind": "provision", "instance": instance, "warm": 1, "max_live": 4,
                 "start_timeout": 10.0, "backoff_initial": 0.05, **pool,
-                "provider": docker_provider(socket_path),
+                "provider": docker_provider(service),
                 "probe": {"kind": "http", "path": "/health", "interval": 0.02}}
     return ('[[listeners]]\nprotocol = "tcp"\nname = "ws"\nlisten = "127.0.0.1:0"\n'
             f'upstream = "terminal"\n\n[upstreams]\nterminal = {_toml_inline(settings)}\n')
@@ -224,10 +267,10 @@ def _toml_inline(value: Any) -> str:
 
 
 async def test_websockets_through_the_listener_get_their_own_containers(
-        podman_socket: str, engine: aiodocker.Docker,
+        service: Service, engine: aiodocker.Docker,
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     instance = unique_instance()
-    proxy = pointsman("serve", "-c", str(write_config(listener_config(podman_socket, instance))))
+    proxy = pointsman("serve", "-c", str(write_config(listener_config(service, instance))))
     host, port = proxy.address("ws")
     hellos = await asyncio.gather(greeting(host, port), greeting(host, port))
     assert hellos[0] != hellos[1]
@@ -235,19 +278,23 @@ async def test_websockets_through_the_listener_get_their_own_containers(
     names = {record["backend_id"] for record in records}
     assert len(names) == 2 and all(record["reason"] == "done" for record in records)
     # each connection's container is removed once it ended; only the warm one is left
+    # (a count of one alone can be a moment when the refill is not created yet and a
+    # leased one not removed yet)
+
+    async def settled() -> bool:
+        gone = [not await exists(engine, name) for name in names]
+        return all(gone) and len(await labelled(engine, instance)) == 1
+
     deadline = time.monotonic() + 10
-    while len(await labelled(engine, instance)) != 1 and time.monotonic() < deadline:
+    while not await settled():
+        assert time.monotonic() < deadline, (names, await labelled(engine, instance))
         await asyncio.sleep(0.05)
-    remaining = await labelled(engine, instance)
-    assert len(remaining) == 1
-    for name in names:
-        assert not await exists(engine, name)
     assert proxy.stop(signal.SIGTERM) == 0
     assert await labelled(engine, instance) == []
 
 
 async def test_after_sigkill_the_next_start_cleans_only_its_own(
-        podman_socket: str, engine: aiodocker.Docker,
+        service: Service, engine: aiodocker.Docker,
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     instance = unique_instance("crash")
     bystander_config = {"Image": IMAGE, "Cmd": ["sleep", "60"]}
@@ -260,7 +307,7 @@ async def test_after_sigkill_the_next_start_cleans_only_its_own(
         name=f"foreign-{instance}")
     await unlabelled.start()
     await foreign.start()
-    path = write_config(listener_config(podman_socket, instance, warm=1))
+    path = write_config(listener_config(service, instance, warm=1))
     held: socket.socket | None = None
     try:
         proxy = pointsman("serve", "-c", str(path))
@@ -274,7 +321,7 @@ async def test_after_sigkill_the_next_start_cleans_only_its_own(
         assert await labelled(engine, instance) == survivors  # a crash leaves them running
 
         # the same instance starts again (without a warm pool, to keep this quick)
-        again_path = write_config(listener_config(podman_socket, instance, warm=0), "again.toml")
+        again_path = write_config(listener_config(service, instance, warm=0), "again.toml")
         again = pointsman("serve", "-c", str(again_path))
         again.wait_event("provision.leftovers_removed",
                          predicate=lambda event: event["count"] == 2)
@@ -294,7 +341,7 @@ async def test_after_sigkill_the_next_start_cleans_only_its_own(
 
 
 async def test_gateway_sockets_get_their_own_service_container(
-        podman_socket: str, engine: aiodocker.Docker, nats_server: NatsServer,
+        service: Service, engine: aiodocker.Docker, nats_server: NatsServer,
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     """An SDK gateway service per socket, in containers of the busybox test image.
 
@@ -306,7 +353,7 @@ async def test_gateway_sockets_get_their_own_service_container(
     mounts = sorted({"/usr:/usr:ro", f"{sys.base_prefix}:{sys.base_prefix}:ro",
                      f"{sys.prefix}:{sys.prefix}:ro", f"{ROOT}:{ROOT}:ro"})
     provider = docker_provider(
-        podman_socket, network_mode="host", port=0, mounts=mounts, memory="256m",
+        service, network_mode="host", port=0, mounts=mounts, memory="256m",
         command=[sys.executable, "-I", str(ROOT / "tests" / "integration" /
                                            "provisioned_service.py"),
                  "{nats_url}", "{instance_id}"])
@@ -351,21 +398,26 @@ async def test_gateway_sockets_get_their_own_service_container(
 
 
 async def test_a_killed_workers_containers_go_and_its_siblings_stay(
-        podman_socket: str, engine: aiodocker.Docker,
+        service: Service, engine: aiodocker.Docker,
         pointsman: Callable[..., Pointsman], write_config: Callable[[str, str], Path]) -> None:
     """Two workers; SIGKILL one: the leader removes the containers labelled with it."""
     instance = unique_instance("wrk")
-    text = "[process]\nworkers = 2\n\n" + listener_config(podman_socket, instance, warm=1)
+    # the kernel spreads connections over the workers at random: room for all twelve in
+    # one worker, or a run of five to one worker would queue (and time out) the fifth
+    text = "[process]\nworkers = 2\n\n" + listener_config(service, instance, warm=1,
+                                                          max_live=13)
     proxy = pointsman("serve", "-c", str(write_config(text)))
     host, port = proxy.address("ws")
 
     async def by_worker() -> dict[str, set[str]]:
+        """Each worker's containers, by id and by name (the greeting is one of them)."""
         filters = {"label": ["pointsman.managed=1", f"pointsman.instance={instance}"]}
         found: dict[str, set[str]] = {}
         for attempt in range(5):
             try:
                 for c in await engine.containers.list(all=True, filters=filters):
-                    found.setdefault(c["Labels"]["pointsman.worker"], set()).add(str(c.id))
+                    refs = found.setdefault(c["Labels"]["pointsman.worker"], set())
+                    refs.update((str(c.id), c["Labels"]["pointsman.backend"]))
                 return found
             except DockerError as exc:  # a listing racing a removal (see ``labelled``)
                 if exc.status != 500 or attempt == 4:
@@ -382,8 +434,8 @@ async def test_a_killed_workers_containers_go_and_its_siblings_stay(
             await asyncio.sleep(0.1)
         for _ in range(12):  # until both workers lease a container to one of ours
             ws = await connect(f"ws://{host}:{port}/", open_timeout=20)
-            hello = await asyncio.wait_for(ws.recv(), 20)
-            short = str(hello).removeprefix("hello from ")
+            greeted = await asyncio.wait_for(ws.recv(), 20)
+            short = str(greeted).removeprefix("hello from ")
             worker = next(w for w, refs in (await by_worker()).items()
                           if any(ref.startswith(short) for ref in refs))
             held.append((ws, worker))
@@ -396,7 +448,13 @@ async def test_a_killed_workers_containers_go_and_its_siblings_stay(
         os.kill(int(victim), signal.SIGKILL)
         deadline = time.monotonic() + 10
         while victim in await by_worker():
-            assert time.monotonic() < deadline, "the killed worker's containers survived"
+            if time.monotonic() >= deadline:
+                filters = {"label": [f"pointsman.worker={victim}"]}
+                left = [(c["Labels"]["pointsman.backend"], c["State"], c["Status"])
+                        for c in await engine.containers.list(all=True, filters=filters)]
+                sweeps = [e for e in proxy.events if "sweep" in e.get("event", "")
+                          or e.get("level") in ("warning", "error")]
+                pytest.fail(f"the killed worker's containers survived: {left}; {sweeps}")
             await asyncio.sleep(0.1)
         assert before[survivor] <= (await by_worker()).get(survivor, set())
         for ws, worker in held:
