@@ -73,6 +73,8 @@ __all__ = ["Leader", "serve", "worker_count"]
 
 FAST_STOP_TIMEOUT = 5.0
 WORKER_SWEEP_TIMEOUT = 10.0
+LATE_SWEEP_DELAY = 3.0
+"""Seconds after a crashed worker's sweep before the second one (creates in flight)."""
 KV_FIRST_SYNC_WAIT = 3.0  # seconds "ready" waits for the routes bucket when NATS is up
 KILL_WAIT = 2.0
 CALL_TIMEOUT = 2.0
@@ -343,8 +345,15 @@ class Leader:
                               restart_in=delay)
             self.spawn(functools.partial(self._sweep_then_replace, worker, config, delay))
 
-    async def _sweep_worker(self, pid: int, config: Config) -> None:
-        """Remove the backends worker ``pid`` provisioned (its label), and only those."""
+    async def _sweep_worker(self, pid: int, config: Config, again: bool = True) -> None:
+        """Remove the backends worker ``pid`` provisioned (its label), and only those.
+
+        An engine finishes a create whose client died half way, so a backend
+        the worker was starting when it was killed can appear after this
+        sweep: ``again`` sweeps once more ``LATE_SWEEP_DELAY`` later.
+        """
+        if again:
+            self.spawn(functools.partial(self._late_sweep, pid, config))
         try:
             removed = await asyncio.wait_for(
                 sweep_leftovers(config, self.events, worker=str(pid)), WORKER_SWEEP_TIMEOUT)
@@ -353,6 +362,10 @@ class Leader:
             return
         if removed:
             self.events.event("info", "provision.worker_swept", pid=pid, count=removed)
+
+    async def _late_sweep(self, pid: int, config: Config) -> None:
+        await asyncio.sleep(LATE_SWEEP_DELAY)
+        await self._sweep_worker(pid, config, again=False)
 
     async def _sweep_then_replace(self, crashed: Worker, config: Config, delay: float) -> None:
         """A crashed worker's backends go first; its replacement comes after the backoff."""
