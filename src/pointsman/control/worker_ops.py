@@ -94,7 +94,12 @@ class WorkerOps:
             driver.register(message, source)
         elif op == "unregister":
             driver.unregister(message, source)
-        driver.publish_now()
+        if source != "nats":
+            # An admin change is routable when the API answers. NATS changes
+            # come in floods (a route-emitter's burst, a snapshot) and are
+            # batched by the driver's publish delay, as in the leader: a
+            # snapshot per message made the worker rebuild its table per message.
+            driver.publish_now()
 
     def drain(self, upstream: str, endpoint: str, on: bool) -> None:
         if on:
