@@ -116,31 +116,27 @@ def install_leader(admin: Admin, leader: Leader) -> None:
             return Response.json({})
         return Response.json(leader.plane.registry.describe(driver.now()))
 
-    async def add_route(request: Request) -> Response:
+    def change_route(request: Request, op: str) -> Response:
+        """Apply a register/unregister from the API here, then in every worker and the state."""
         message = _message(request)
         check_shard(leader.plane.registry, message)
         driver = _driver(leader)
         refused = leader.plane.registry.refused
-        changed = driver.register(message, "admin")
+        apply = driver.register if op == "register" else driver.unregister
+        changed = apply(message, "admin")
         driver.publish_now()
         if leader.plane.registry.refused > refused and not changed:
             raise HttpError(409, "the endpoint comes from the config file; change it there")
-        leader.route_changed("register", message)
+        if op == "unregister" and not changed:
+            raise HttpError(404, "no such endpoint under those uris")
+        leader.route_changed(op, message)
         return Response.json({"changed": changed, "uris": list(message.uris)})
 
+    async def add_route(request: Request) -> Response:
+        return change_route(request, "register")
+
     async def remove_route(request: Request) -> Response:
-        message = _message(request)
-        check_shard(leader.plane.registry, message)
-        driver = _driver(leader)
-        refused = leader.plane.registry.refused
-        changed = driver.unregister(message, "admin")
-        driver.publish_now()
-        if leader.plane.registry.refused > refused and not changed:
-            raise HttpError(409, "the endpoint comes from the config file; change it there")
-        if not changed:
-            raise HttpError(404, "no such endpoint under those uris")
-        leader.route_changed("unregister", message)
-        return Response.json({"changed": changed, "uris": list(message.uris)})
+        return change_route(request, "unregister")
 
     async def upstreams(request: Request) -> Response:
         replies = await leader.ask("upstreams")
