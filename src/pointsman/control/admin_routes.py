@@ -22,7 +22,7 @@ from pointsman.discovery.driver import RegistryDriver
 from pointsman.discovery.registry import Registry
 from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
-__all__ = ["check_shard", "install_health", "install_metrics", "install_routes"]
+__all__ = ["change_route", "check_shard", "install_health", "install_metrics", "install_routes"]
 
 
 def install_health(admin: Admin, healthy: Callable[[], bool]) -> None:
@@ -48,30 +48,37 @@ def install_routes(admin: Admin, driver: RegistryDriver) -> None:
         return Response.json(registry.describe(driver.now()))
 
     async def add_route(request: Request) -> Response:
-        message = _message(request)
-        check_shard(registry, message)
-        refused = registry.refused
-        changed = driver.register(message, "admin")
-        driver.publish_now()
-        if registry.refused > refused and not changed:
-            raise HttpError(409, "the endpoint comes from the config file; change it there")
+        message, changed = change_route(driver, request, "register")
         return Response.json({"changed": changed, "uris": list(message.uris)})
 
     async def remove_route(request: Request) -> Response:
-        message = _message(request)
-        check_shard(registry, message)
-        refused = registry.refused
-        changed = driver.unregister(message, "admin")
-        driver.publish_now()
-        if registry.refused > refused and not changed:
-            raise HttpError(409, "the endpoint comes from the config file; change it there")
-        if not changed:
-            raise HttpError(404, "no such endpoint under those uris")
+        message, changed = change_route(driver, request, "unregister")
         return Response.json({"changed": changed, "uris": list(message.uris)})
 
     admin.add("GET", "/routes", list_routes)
     admin.add("POST", "/routes", add_route)
     admin.add("DELETE", "/routes", remove_route)
+
+
+def change_route(driver: RegistryDriver, request: Request,
+                 op: str) -> tuple[RegistryMessage, int]:
+    """Apply an API register/unregister body at once: the message and what changed.
+
+    409 for an endpoint outside this router's shard or owned by the config
+    file, 404 for unregistering an endpoint that is not there.
+    """
+    registry = driver.registry
+    message = _message(request)
+    check_shard(registry, message)
+    refused = registry.refused
+    apply = driver.register if op == "register" else driver.unregister
+    changed = apply(message, "admin")
+    driver.publish_now()
+    if registry.refused > refused and not changed:
+        raise HttpError(409, "the endpoint comes from the config file; change it there")
+    if op == "unregister" and not changed:
+        raise HttpError(404, "no such endpoint under those uris")
+    return message, changed
 
 
 def check_shard(registry: Registry, message: RegistryMessage) -> None:

@@ -35,13 +35,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pointsman.config import Upstream
 from pointsman.control.admin import Admin, HttpError, Request, Response
-from pointsman.control.admin_routes import check_shard, install_health
+from pointsman.control.admin_routes import change_route, install_health
 from pointsman.control.metrics import family_names, process_families, render
 from pointsman.control.openapi import OPENAPI
 from pointsman.control.provision_admin import install_provision, merge_worker_states
 from pointsman.control.worker_ops import WORKER_CALLS
 from pointsman.routing.table import route_key
-from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
 if TYPE_CHECKING:
     from pointsman.control.process import Leader
@@ -116,27 +115,17 @@ def install_leader(admin: Admin, leader: Leader) -> None:
             return Response.json({})
         return Response.json(leader.plane.registry.describe(driver.now()))
 
-    def change_route(request: Request, op: str) -> Response:
-        """Apply a register/unregister from the API here, then in every worker and the state."""
-        message = _message(request)
-        check_shard(leader.plane.registry, message)
-        driver = _driver(leader)
-        refused = leader.plane.registry.refused
-        apply = driver.register if op == "register" else driver.unregister
-        changed = apply(message, "admin")
-        driver.publish_now()
-        if leader.plane.registry.refused > refused and not changed:
-            raise HttpError(409, "the endpoint comes from the config file; change it there")
-        if op == "unregister" and not changed:
-            raise HttpError(404, "no such endpoint under those uris")
+    def change_route_everywhere(request: Request, op: str) -> Response:
+        """Apply it here, then in every worker and the saved state."""
+        message, changed = change_route(_driver(leader), request, op)
         leader.route_changed(op, message)
         return Response.json({"changed": changed, "uris": list(message.uris)})
 
     async def add_route(request: Request) -> Response:
-        return change_route(request, "register")
+        return change_route_everywhere(request, "register")
 
     async def remove_route(request: Request) -> Response:
-        return change_route(request, "unregister")
+        return change_route_everywhere(request, "unregister")
 
     async def upstreams(request: Request) -> Response:
         replies = await leader.ask("upstreams")
@@ -235,16 +224,6 @@ def _driver(leader: Leader) -> Any:
     if driver is None:
         raise HttpError(503, "the route registry is not running")
     return driver
-
-
-def _message(request: Request) -> RegistryMessage:
-    try:
-        message = decode_registration(request.body)
-    except MalformedRegistration as exc:
-        raise HttpError(400, f"not a router.register body: {exc}") from None
-    if not message.uris:
-        raise HttpError(400, "not a router.register body: no uris")
-    return message
 
 
 async def _provision(leader: Leader) -> dict[str, Any]:
