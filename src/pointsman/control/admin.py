@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from urllib.parse import parse_qs
 
 import httptools
 import msgspec
+
+from pointsman.config import AdminConfig
 
 __all__ = [
     "IDLE_TIMEOUT",
@@ -114,6 +117,19 @@ class _Events:
 
 class Admin:
     """The handler table and the listening server around it."""
+
+    @classmethod
+    def from_config(cls, config: AdminConfig, events: Any) -> Admin:
+        """The admin API of ``[admin]``: its token from the file or ``POINTSMAN_ADMIN_TOKEN``.
+
+        Without either, it warns once: everything but ``/health`` will answer 401.
+        """
+        token = config.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
+        if token is None:
+            events.event("warning", "admin_token_missing",
+                         detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
+                                "every endpoint but /health answers 401")
+        return cls(token, events)
 
     def __init__(self, token: str | None, events: Any = None) -> None:
         self.token = token.encode() if token else None

@@ -188,12 +188,7 @@ class Leader:
     async def _start_admin(self, config: Config) -> None:
         if config.admin is None:
             return
-        token = config.admin.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
-        if token is None:
-            self.events.event("warning", "admin_token_missing",
-                              detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
-                                     "every endpoint but /health answers 401")
-        admin = Admin(token, self.events)
+        admin = Admin.from_config(config.admin, self.events)
         install_leader(admin, self)
         await admin.start(*parse_listen(config.admin.listen))
         self.admin = admin

@@ -128,12 +128,7 @@ class Runtime:
         """The admin API, when ``[admin]`` is configured; endpoint groups are added here."""
         if config.admin is None:
             return None
-        token = config.admin.token or os.environ.get("POINTSMAN_ADMIN_TOKEN") or None
-        if token is None:
-            self.events.event("warning", "admin_token_missing",
-                              detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
-                                     "every endpoint but /health answers 401")
-        admin = Admin(token, self.events)
+        admin = Admin.from_config(config.admin, self.events)
         install_health(admin, lambda: not self.stopping)
         install_metrics(admin)
         async def describe() -> dict[str, Any]:
