@@ -156,7 +156,7 @@ def _parse_remote_text(value: str) -> Remote:
 @functools.lru_cache(maxsize=4096)
 def _route_to(value: str) -> Route:
     """``Route(remote=...)`` for a ``"host:port"`` answer; Routes are immutable, so shared."""
-    return Route(remote=_parse_remote_text(value) if value else parse_remote(value))
+    return Route(remote=parse_remote(value))
 
 
 def normalise(answer: Any) -> Decision:

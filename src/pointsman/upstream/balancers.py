@@ -82,10 +82,7 @@ class RoundRobinBalancer:
         for _ in range(count):
             endpoint = endpoints[self._next % count]
             self._next += 1
-            # ``available`` written out: this loop runs for every request.
-            if endpoint.down_until <= now and not (
-                    endpoint.max_connections and endpoint.active >= endpoint.max_connections) \
-                    and endpoint not in exclude:
+            if endpoint not in exclude and endpoint.available(now):
                 return endpoint
         return None
 
