@@ -246,6 +246,19 @@ def test_expect_continue_is_relayed(proxy: Pointsman) -> None:
         assert status == 200 and json.loads(body)["received"] == 5
 
 
+def test_early_hints_reach_http11_clients_only(proxy: Pointsman) -> None:
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        sock.sendall(b"GET /hints HTTP/1.1\r\nHost: rr.test\r\n\r\n")
+        buffer = bytearray()
+        status, headers, _ = read_response(sock, buffer)
+        assert status == 103 and headers["link"] == "</style.css>; rel=preload; as=style"
+        status, _, body = read_response(sock, buffer)
+        assert status == 200 and json.loads(body)["path"] == "/hints"
+    status, _, body = raw_exchange(proxy.address("web"),
+                                   b"GET /hints HTTP/1.0\r\nHost: rr.test\r\n\r\n")
+    assert status == 200 and json.loads(body)["path"] == "/hints"
+
+
 def _proxy_with(write_config: Callable[[str, str], Path], pointsman: Callable[..., Pointsman],
                 backend: Backend, **options: Any) -> Pointsman:
     config = write_config(http_config([{"host": "x.test", "endpoints": [backend.address]}],

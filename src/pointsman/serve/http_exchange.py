@@ -33,6 +33,7 @@ from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
 from pointsman.wire.forward import (
     StickyRequest,
+    build_interim_head,
     build_request_head,
     build_response_head,
     sticky_request,
@@ -360,10 +361,15 @@ class Exchange:
         transport = client.transport
         assert transport is not None
         if status < 200:
+            request = self.head
             if status == 101:
                 self.rhead = head  # on_upgraded follows with the bytes after the head
-            elif status == 100 and self.head.expect_continue and not self.request_complete:
-                transport.write(_CONTINUE)
+            elif status == 100:
+                # Only the client that asked waits for it; the proxy sends the body either way.
+                if request.expect_continue and not self.request_complete:
+                    transport.write(_CONTINUE)
+            elif request.version != "1.0":  # an HTTP/1.0 client knows no 1xx
+                transport.write(build_interim_head(head))
             return
         self.response_started = True
         self.response_deadline = 0.0
