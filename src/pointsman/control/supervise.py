@@ -51,6 +51,7 @@ class Worker:
     listeners: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     on_reply: Callable[[dict[str, Any]], None] | None = None
+    on_endpoint_failed: Callable[[str, str], object] | None = None
 
     def on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -63,6 +64,9 @@ class Worker:
             self.stats = message
         elif kind == "reply" and self.on_reply is not None:
             self.on_reply(message)
+        elif kind == "endpoint_failed" and self.on_endpoint_failed is not None:
+            self.on_endpoint_failed(str(message.get("route", "")),
+                                    str(message.get("address", "")))
 
     def send(self, signum: int) -> None:
         if self.exited.done():

@@ -148,6 +148,9 @@ async def _serve(spec: WorkerSpec) -> int:
 
     channel = Channel(spec.channel, loop, on_message,
                       lambda: runtime._spawn(lambda: runtime.stop(graceful=True)))
+    # NATS routes are the leader's: it drops the endpoint and tells every worker.
+    runtime.endpoint_failed = lambda key, address: channel.send(
+        {"type": "endpoint_failed", "route": key, "address": address})
     channel.start()
     try:
         drop(spec.identity)  # the logs are open; nothing is served or loaded yet

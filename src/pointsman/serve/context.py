@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +67,8 @@ class ServeContext:
     routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
     inherited: dict[str, list[socket.socket]] = field(default_factory=dict)
+    endpoint_failed: Callable[[str, str], object] | None = None
+    """Told (route key, endpoint address) when a request cannot reach a TLS endpoint."""
 
     def listening_sockets(self, listen: str,
                           kind: int = socket.SOCK_STREAM) -> list[socket.socket]:

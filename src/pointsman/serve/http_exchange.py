@@ -12,7 +12,9 @@ out closed before any response byte, is retried on another endpoint up to
 idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
 A TLS endpoint whose handshake or certificate fails is retried the same way;
 if the last attempt failed so, the reply is gorouter's status for it (525,
-503 or 526, see ``backend_tls``) rather than 502.
+503 or 526, see ``backend_tls``) rather than 502. Such a failure, or a
+failed connect, to a TLS endpoint is also reported to ``ctx.endpoint_failed``,
+which takes a NATS-registered one out of the route table.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
-from pointsman.serve.backend_tls import TLS_FAILURES
+from pointsman.serve.backend_tls import PRUNABLE, TLS_FAILURES
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState, context_path, tls_name
 from pointsman.serve.http_provision import connect_fresh, use_provision
@@ -528,6 +530,12 @@ class Exchange:
         if self.state is not None:
             server.live.failed(self.state, time.monotonic())
             self.tried = self.tried | {self.state}
+        endpoint = self.endpoint
+        if endpoint is not None and endpoint.tls and error in PRUNABLE \
+                and self.lease is None and self.pool is not None:
+            report = server.ctx.endpoint_failed
+            if report is not None:
+                report(self.pool.key, endpoint.address)
         self._release_state()
         if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()
