@@ -20,15 +20,29 @@ from pointsman.serve.provision import ProvisionPool
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
-__all__ = ["EventSink", "RecordSink", "Running", "ServeContext"]
+__all__ = ["ERROR_REASONS", "EventSink", "RecordSink", "Running", "ServeContext"]
+
+
+ERROR_REASONS = frozenset({"bad_decision", "route_error", "no_endpoint", "connect_failed",
+                           "connect_timeout", "backend_error", "decision_timeout",
+                           "buffer_limit"})
+"""Connection end reasons that mean the router failed the client (not the client leaving)."""
 
 
 class RecordSink(Protocol):
-    """The access log as listeners see it: check ``enabled`` before building a record."""
+    """The access log as listeners see it.
 
-    enabled: bool
+    A listener builds a record only when ``enabled``; otherwise it calls
+    ``count``, so the per-listener request and error counts every process
+    reports cost no record (and no clock read or decode) per request.
+    """
+
+    @property
+    def enabled(self) -> bool: ...
 
     def write(self, record: dict[str, Any]) -> None: ...
+
+    def count(self, listener: str, error: bool) -> None: ...
 
 
 class EventSink(Protocol):

@@ -665,7 +665,9 @@ class Exchange:
         route = self.pool.key if self.pool is not None else ""
         server.stats.request(route, self.status, duration)
         access = server.ctx.access
-        if access.enabled:
+        if not access.enabled:
+            access.count(server.name, self.status >= 500)
+        else:
             head = self.head
             record = {
                 "ts": round(time.time(), 6),
