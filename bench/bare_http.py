@@ -44,6 +44,7 @@ class Client(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.backend: asyncio.Transport | None = None
         self.early: list[bytes] = []
+        self.gone = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -51,8 +52,15 @@ class Client(asyncio.Protocol):
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
-        backend, _ = await loop.create_connection(lambda: Backend(self.transport),
-                                                  *self.target)
+        try:
+            backend, _ = await loop.create_connection(lambda: Backend(self.transport),
+                                                      *self.target)
+        except OSError:
+            self.transport.close()
+            return
+        if self.gone:
+            backend.close()
+            return
         self.backend = backend
         backend.writelines(self.early)
 
@@ -64,6 +72,7 @@ class Client(asyncio.Protocol):
             self.backend.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
         if self.backend is not None:
             self.backend.close()
 

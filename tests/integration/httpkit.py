@@ -53,11 +53,20 @@ class _Handler(BaseHTTPRequestHandler):
                         [("Set-Cookie", "JSESSIONID=abc123; Path=/; Secure")])
             return
         if url.path == "/hints":
-            self.send_response_only(103)
-            self.send_header("Link", "</style.css>; rel=preload; as=style")
-            self.end_headers()
-            self.wfile.flush()
+            for _ in range(int(parse_qs(url.query).get("n", ["1"])[0])):
+                self.send_response_only(103)
+                self.send_header("Link", "</style.css>; rel=preload; as=style")
+                self.end_headers()
+                self.wfile.flush()
             self._reply(200, self._describe())
+            return
+        if url.path == "/cut":  # promises more than it sends, then hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"partial")
+            self.wfile.flush()
+            self.close_connection = True
             return
         if url.path == "/chunked":
             self.send_response(200)

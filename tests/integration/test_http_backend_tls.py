@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import trustme
-from httpkit import Backend, get, header_values, read_response
+from httpkit import Backend, dead_address, get, header_values, read_response
 from nats.aio.client import Client
 from registry_support import TOKEN, admin_call, admin_url, routes, wait_until
 
@@ -315,24 +315,27 @@ async def test_tls_endpoint_that_fails_leaves_the_table_until_it_registers_again
     address, base = web
     good = tls_backends("good", SAN)
     stranger = tls_backends("stranger", SAN, issuer=trustme.CA())
-    for port in (stranger.port, good.port):
+    dead = int(dead_address().rsplit(":", 1)[1])
+    for port in (stranger.port, dead, good.port):
         await register(client, "prune.example.com", port, server_cert_domain_san=SAN)
-    both = {f"127.0.0.1:{stranger.port}", f"127.0.0.1:{good.port}"}
+    all_three = {f"127.0.0.1:{port}" for port in (stranger.port, dead, good.port)}
     await asyncio.to_thread(wait_until, lambda: addresses(base, "prune.example.com", True)
-                            == [both], 5.0)
+                            == [all_three], 5.0)
     status, _, body = await routed(address, "prune.example.com")  # published by now
     assert status == 200 and json.loads(body)["backend"] == "good"
     for i in range(3):
         status, _, body = await fetch(address, "prune.example.com", f"/r{i}")
         assert status == 200 and json.loads(body)["backend"] == "good"
-    # The untrusted endpoint failed once: gone from the leader and from every worker.
+    # The untrusted and the dead endpoint failed once: gone from the leader and every worker.
     only_good = {f"127.0.0.1:{good.port}"}
     await asyncio.to_thread(wait_until, lambda: addresses(base, "prune.example.com")
                             == [only_good] and addresses(base, "prune.example.com", True)
                             == [only_good], 5.0)
     assert upstream_errors(base, "backend_invalid_tls_cert") == 1
-    # Its next heartbeat brings it back, as in gorouter.
+    assert upstream_errors(base, "connect_failed") == 1
+    # A heartbeat brings one back, as in gorouter.
     await register(client, "prune.example.com", stranger.port, server_cert_domain_san=SAN)
+    both = {f"127.0.0.1:{stranger.port}", f"127.0.0.1:{good.port}"}
     await asyncio.to_thread(wait_until, lambda: addresses(base, "prune.example.com", True)
                             == [both], 5.0)
 

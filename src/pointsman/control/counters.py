@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pointsman.serve.context import ERROR_REASONS
+from pointsman.serve.context import FAILURE_CLOSE_CODES, failed_connection
 
 __all__ = ["CountingSink", "is_error"]
 
@@ -27,10 +27,16 @@ class Log(Protocol):
 
 
 def is_error(record: dict[str, Any]) -> bool:
+    """Whether an access record tells of a failure of the router (5xx, a failed
+    connection, a socket the router closed for a failure); as the listeners'
+    own ``count`` calls decide when the log is off."""
     status = record.get("status")
     if isinstance(status, int):
         return status >= 500
-    return record.get("reason") in ERROR_REASONS
+    code = record.get("code")
+    if isinstance(code, int):
+        return code in FAILURE_CLOSE_CODES
+    return failed_connection(str(record.get("reason", "")))
 
 
 class CountingSink:

@@ -210,7 +210,7 @@ class RegistryDriver:
         entry = self.registry.prune_failed(key, address, self.loop.time())
         if entry is None:
             return False
-        self.publish_now()
+        self.changed()  # batched like registrations: a failing cell is one snapshot
         self._event("warning", "tls_endpoint_pruned", route=key, endpoint=address)
         self.removed([(key, entry)])
         return True

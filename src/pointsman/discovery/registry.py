@@ -24,8 +24,10 @@ The rules follow gorouter's registry.go and route/pool.go:
   the router's threshold;
 * ``prune(now)`` removes NATS endpoints older than their threshold, except TLS
   ones, which gorouter prunes only on a failed request (``prune_failed``);
-* while pruning is suspended (NATS unreachable) nothing is pruned, and
-  ``resume_pruning`` first marks every endpoint fresh (``freshenRoutes``);
+* while pruning is suspended (NATS unreachable) nothing is pruned by age, and
+  ``resume_pruning`` first marks every endpoint fresh (``freshenRoutes``); a
+  TLS endpoint that fails a request still goes, as in gorouter, and comes
+  back with its first heartbeat after NATS does;
 * a valid ``options.loadbalancing`` sets the whole pool's balancing; an
   invalid one is counted and the pool keeps what it had;
 * a registration outside this router's shard (``routing_table_sharding_mode``

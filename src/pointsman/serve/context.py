@@ -20,13 +20,30 @@ from pointsman.serve.provision import ProvisionPool
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
-__all__ = ["ERROR_REASONS", "EventSink", "RecordSink", "Running", "ServeContext"]
+__all__ = [
+    "ERROR_REASONS",
+    "FAILURE_CLOSE_CODES",
+    "EventSink",
+    "RecordSink",
+    "Running",
+    "ServeContext",
+    "failed_connection",
+]
 
 
 ERROR_REASONS = frozenset({"bad_decision", "route_error", "no_endpoint", "connect_failed",
                            "connect_timeout", "backend_error", "decision_timeout",
                            "buffer_limit"})
 """Connection end reasons that mean the router failed the client (not the client leaving)."""
+
+FAILURE_CLOSE_CODES = frozenset({1011, 1013, 1014})
+"""WebSocket close codes the router sends when it failed the client: an instance
+went away (1011), none could be had (1013, try again later), bad gateway (1014)."""
+
+
+def failed_connection(reason: str) -> bool:
+    """Whether a TCP connection that ended for ``reason`` was failed by the router."""
+    return reason in ERROR_REASONS or reason.startswith("pool_exhausted")
 
 
 class RecordSink(Protocol):

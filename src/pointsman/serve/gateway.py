@@ -53,7 +53,7 @@ from websockets.server import ServerProtocol
 from pointsman.discovery.announce import AnnouncementIndex, Change, RouteTarget
 from pointsman.routing.patterns import Matcher, PatternError, compile_pattern
 from pointsman.serve import gateway_metrics as metrics
-from pointsman.serve.context import ERROR_REASONS, RecordSink
+from pointsman.serve.context import FAILURE_CLOSE_CODES, RecordSink
 from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.static import StaticFiles, StaticResponse
 from pointsman.service.service import new_id
@@ -304,7 +304,7 @@ class Gateway:
         if access is None:
             return
         if not access.enabled:
-            access.count(self.settings.listener, reason in ERROR_REASONS)
+            access.count(self.settings.listener, code in FAILURE_CLOSE_CODES)
             return
         record: dict[str, Any] = {
             "ts": round(time.time(), 6),

@@ -54,10 +54,13 @@ from pointsman.wire.http1 import (
 if TYPE_CHECKING:
     from pointsman.serve.http1 import ClientConnection
 
-__all__ = ["MAX_RETRIES", "REPLAY_LIMIT", "Exchange"]
+__all__ = ["MAX_INTERIM", "MAX_RETRIES", "REPLAY_LIMIT", "Exchange"]
 
 MAX_RETRIES = 3
 """Connect failures are retried on other endpoints up to this many times."""
+MAX_INTERIM = 5
+"""Interim (1xx) responses relayed per request; a backend sending more gets 502 (as Go's
+HTTP client, gorouter's, gives up after five)."""
 REPLAY_LIMIT = 64 * 1024
 """Body bytes of an idempotent request kept so it can be retried after they were sent."""
 
@@ -90,6 +93,7 @@ class Exchange:
         "head",
         "head_bytes",
         "head_out",
+        "interim",
         "lease",
         "lease_task",
         "oversize",
@@ -127,6 +131,7 @@ class Exchange:
         self.body_sent = False
         self.head_bytes = b""
         self.head_out = b""
+        self.interim = 0
         self.rhead: ResponseHead | None = None
         self.request_id = b""
         self.pool: RoutePool | None = None
@@ -367,10 +372,17 @@ class Exchange:
             if status == 101:
                 self.rhead = head  # on_upgraded follows with the bytes after the head
             elif status == 100:
-                # Only the client that asked waits for it; the proxy sends the body either way.
+                # Only a client that asked waits for it (RFC 9110 section 10.1.1), and
+                # once its body is on the way it has no use for it: others do without.
                 if request.expect_continue and not self.request_complete:
                     transport.write(_CONTINUE)
             elif request.version != "1.0":  # an HTTP/1.0 client knows no 1xx
+                self.interim += 1
+                if self.interim > MAX_INTERIM:
+                    client.server.stats.upstream_error("too_many_interim")
+                    self.fail(502, "endpoint_failure", "502 Bad Gateway: Registered endpoint "
+                                                       "failed to handle the request.")
+                    return
                 transport.write(build_interim_head(head))
             return
         self.response_started = True
@@ -482,6 +494,7 @@ class Exchange:
                 self._finish()
                 self.client.exchange_done(self, True)
                 return
+            self.client.current = None  # finished below, not again when the abort ends it
             self.client.abort("backend_closed")
             self._finish()
             return
@@ -533,9 +546,7 @@ class Exchange:
         endpoint = self.endpoint
         if endpoint is not None and endpoint.tls and error in PRUNABLE \
                 and self.lease is None and self.pool is not None:
-            report = server.ctx.endpoint_failed
-            if report is not None:
-                report(self.pool.key, endpoint.address)
+            server.tls_endpoint_failed(self.pool.key, endpoint.address)
         self._release_state()
         if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()

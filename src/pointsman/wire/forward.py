@@ -234,10 +234,14 @@ def build_interim_head(head: ResponseHead) -> bytes:
 
     A proxy forwards 1xx responses to HTTP/1.1 clients (RFC 9110 section
     15.2), so ``103 Early Hints`` reaches the browser while the backend
-    still works on the final response.
+    still works on the final response. A 1xx has no content, so a
+    Content-Length on one is cut (section 8.6).
     """
+    raw = _forwardable(head.raw)[0]
+    if b"\ncontent-length:" in b"\n" + raw.lower():
+        raw = _cut_fields(raw, [b"content-length"])
     return b"".join((_STATUS_LINES.get(head.status) or b"HTTP/1.1 %d " % head.status,
-                     head.reason, CRLF, _forwardable(head.raw)[0], CRLF))
+                     head.reason, CRLF, raw, CRLF))
 
 
 _HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")

@@ -24,9 +24,12 @@ def test_records_are_counted_and_passed_on_when_the_log_is_on() -> None:
     sink.write({"listener": "web", "status": 502})
     sink.write({"listener": "db", "reason": "connect_failed"})
     sink.write({"listener": "db", "reason": "client_closed"})
-    assert sink.requests == {"web": 2, "db": 2}
-    assert sink.errors == {"web": 1, "db": 1}
-    assert len(log.records) == 4
+    sink.write({"listener": "db", "reason": "pool_exhausted:timeout"})
+    sink.write({"listener": "ws", "code": 1013, "reason": "try again later"})
+    sink.write({"listener": "ws", "code": 1000, "reason": "no_endpoint"})  # the client's words
+    assert sink.requests == {"web": 2, "db": 3, "ws": 2}
+    assert sink.errors == {"web": 1, "db": 2, "ws": 1}
+    assert len(log.records) == 7
 
 
 def test_a_log_that_is_off_wants_no_records_only_counts() -> None:

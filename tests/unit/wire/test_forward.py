@@ -81,7 +81,8 @@ def test_response_head_framing_and_sticky_cookie() -> None:
 
 
 def test_interim_head_keeps_its_fields_but_not_hop_by_hop_ones() -> None:
-    raw = b"Link: </a.css>; rel=preload\r\nConnection: X-Gone\r\nX-Gone: 1\r\n"
+    raw = (b"Link: </a.css>; rel=preload\r\nConnection: X-Gone\r\nX-Gone: 1\r\n"
+           b"Content-Length: 0\r\n")
     out = build_interim_head(ResponseHead(103, b"Early Hints", "1.1", raw, -1, False, True))
     assert out == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
 
