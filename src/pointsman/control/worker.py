@@ -164,7 +164,9 @@ async def _serve(spec: WorkerSpec) -> int:
             ops.drain_route(route, endpoint, True)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
-        runtime.events.event("error", "start_failed", pid=os.getpid(), error=error)
+        # The leader reports it (start_failed, or worker_start_failed after a crash):
+        # here it is detail, or every failed start would be told twice.
+        runtime.events.event("debug", "start_failed", pid=os.getpid(), error=error)
         channel.send({"type": "failed", "error": error})
         await asyncio.sleep(0)  # let the message out before exiting
         return EXIT_START_FAILED
