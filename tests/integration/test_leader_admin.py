@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -57,6 +58,43 @@ def test_status_config_and_summed_counters(
     text = admin_call(base, "GET", "/metrics")[1]
     assert 'pointsman_listener_requests_total{listener="front"} 200.0' in text
     assert "pointsman_workers 2.0" in text
+
+
+def test_counts_and_errors_without_an_access_log(
+        pointsman: Callable[..., Pointsman], write_config: Callable[[str], Path],
+        echo_server: Callable[..., ThreadedServer], tmp_path: Path) -> None:
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+    extra = f"""
+[[listeners]]
+name = "nowhere"
+protocol = "tcp"
+listen = "127.0.0.1:0"
+upstream = "gone"
+
+[upstreams.gone]
+endpoints = ["127.0.0.1:{dead.getsockname()[1]}"]
+
+[logging]
+access = "off"
+"""
+    try:
+        handle = pointsman("serve", "-c", str(write_config(_config(echo_server(), tmp_path,
+                                                                   workers=1) + extra)))
+        base = admin_url(handle)
+        for _ in range(5):
+            assert exchange(handle.address("front"), b"ping") == b"ping"
+        for _ in range(3):
+            with socket.create_connection(handle.address("nowhere"), timeout=5) as sock:
+                sock.sendall(b"x")
+                # Closed with an unread byte, which the kernel turns into a reset.
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(10) == b""
+        wait_until(lambda: admin_call(base, "GET", "/stats")[1]["requests"]
+                   == {"front": 5, "nowhere": 3}, timeout=5)
+        assert admin_call(base, "GET", "/stats")[1]["errors"] == {"nowhere": 3}
+    finally:
+        dead.close()
 
 
 def test_admin_routes_reach_every_worker_and_survive_reload_and_restart(
