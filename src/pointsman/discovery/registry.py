@@ -53,6 +53,12 @@ route keys dirty, and ``publish`` turns only those keys into a new
 ``RouteTable`` snapshot. A heartbeat that changes nothing marks nothing, and
 many changes between two publishes cost one snapshot. Time is always passed
 in; nothing here reads a clock or does I/O.
+
+A registry made with ``publishes=False`` keeps the bookkeeping alone (the
+endpoints, their ages, pruning, ``describe``) and never builds a table: a
+leader process, which serves no request, answers ``/routes`` and forwards
+changes from it, and building snapshots nobody reads cost it a third of its
+time under a registration flood.
 """
 
 from __future__ import annotations
@@ -204,7 +210,7 @@ class Registry:
     def __init__(self, prune_threshold: float = 120.0, default_balance: str = "round_robin",
                  holder: TableHolder | None = None, *, sharding_mode: str = "all",
                  isolation_segments: Iterable[str] = (),
-                 keep_empty_pools: float = 0.0) -> None:
+                 keep_empty_pools: float = 0.0, publishes: bool = True) -> None:
         if sharding_mode not in SHARDING_MODES:
             raise ValueError(f"unknown routing_table_sharding_mode {sharding_mode!r}")
         self.prune_threshold = prune_threshold
@@ -213,6 +219,7 @@ class Registry:
         self.sharding_mode = sharding_mode
         self.isolation_segments = frozenset(isolation_segments)
         self.keep_empty_pools = keep_empty_pools
+        self.publishes = publishes  # False: no table is built; ``pending`` stays False
         self._pools: dict[str, _Pool] = {}
         # Empty pools kept for ``keep_empty_pools``: key -> when it became empty.
         # Insertion order is emptying order, so the first one expires first.
@@ -233,13 +240,14 @@ class Registry:
         self.last_update: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: RegistryConfig,
-                      holder: TableHolder | None = None) -> Registry:
+    def from_settings(cls, settings: RegistryConfig, holder: TableHolder | None = None,
+                      publishes: bool = True) -> Registry:
         """A registry for a ``RegistryConfig``: thresholds, sharding, empty-pool rule."""
         keep = settings.empty_pool_timeout if settings.empty_pool_response_code_503 else 0.0
         return cls(settings.prune_threshold, holder=holder,
                    sharding_mode=settings.routing_table_sharding_mode,
-                   isolation_segments=settings.isolation_segments, keep_empty_pools=keep)
+                   isolation_segments=settings.isolation_segments, keep_empty_pools=keep,
+                   publishes=publishes)
 
     def accepts(self, message: RegistryMessage, source: Source = "nats") -> bool:
         """Whether ``message`` is in this router's shard (the file's routes always are)."""
@@ -266,7 +274,8 @@ class Registry:
         for uri in message.uris:
             key = route_key(uri)
             if key and self._put(key, put, now)[1]:
-                self._dirty.add(key)
+                if self.publishes:
+                    self._dirty.add(key)
                 changed += 1
         return changed
 
@@ -278,7 +287,7 @@ class Registry:
         """
         key = route_key(uri)
         result, dirty = self._put(key, self._prepare(message, source, tag), now)
-        if dirty:
+        if dirty and self.publishes:
             self._dirty.add(key)
         return result
 
@@ -376,7 +385,8 @@ class Registry:
                 self._empty[key] = now
             else:
                 del self._pools[key]
-        self._dirty.add(key)
+        if self.publishes:
+            self._dirty.add(key)
 
     def replace_static(self, messages: Iterable[RegistryMessage], now: float) -> int:
         """Make the ``static`` endpoints exactly ``messages`` (a config reload)."""
@@ -400,7 +410,7 @@ class Registry:
             self._drained.add(item)
         else:
             self._drained.discard(item)
-        if item[0] in self._pools:
+        if item[0] in self._pools and self.publishes:
             self._dirty.add(item[0])
         return True
 
@@ -461,7 +471,8 @@ class Registry:
         for key in expired:
             del self._empty[key]
             del self._pools[key]
-            self._dirty.add(key)
+        if self.publishes:
+            self._dirty.update(expired)
         self.empty_pools_expired += len(expired)
         return expired
 
@@ -477,7 +488,10 @@ class Registry:
         return self.holder.table
 
     def publish(self) -> RouteTable | None:
-        """Put the changed keys into a new snapshot in ``holder``; ``None`` if none changed."""
+        """Put the changed keys into a new snapshot in ``holder``; ``None`` if none changed.
+
+        Always ``None`` for a registry made with ``publishes=False``: nothing is dirty.
+        """
         if not self._dirty:
             return None
         dirty, self._dirty = self._dirty, set()
