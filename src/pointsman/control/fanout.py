@@ -68,6 +68,10 @@ class FanoutDriver(RegistryDriver):
 class LeaderRoutePlane(RoutePlane):
     """The leader's plane: its driver forwards to ``forward`` from its first message.
 
+    Its registry builds no route table (the leader serves no request): what
+    requests are routed by is the workers' tables, whose sizes the leader
+    learns from the workers (``published_routes``).
+
     ``forward`` is set before ``start`` because NATS delivers as soon as the
     subscriptions exist, inside ``start``: clients answer ``router.start`` at
     once, and a registration applied before forwarding began would reach no
@@ -75,6 +79,7 @@ class LeaderRoutePlane(RoutePlane):
     """
 
     driver_class = FanoutDriver
+    publishes_tables = False  # the workers route; the leader keeps the registry alone
     forward: Callable[[dict[str, Any]], None] | None = None
 
     def _new_driver(self, loop: asyncio.AbstractEventLoop) -> RegistryDriver:

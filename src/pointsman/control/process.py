@@ -120,6 +120,7 @@ class Leader:
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.plane = LeaderRoutePlane(config, self.events, self.metrics_registry)
         self.plane.forward = self.broadcast
+        self.plane.published_routes = self.published_routes
         self.state = AdminState(_state_file(config, config_path))
         self.kv: AdminKv | None = None  # the cluster's copy of ``state.routes``, with NATS
         self.admin: Admin | None = None
@@ -520,6 +521,15 @@ class Leader:
             for name, count in (stats.get("active") or {}).items():
                 totals[name] = totals.get(name, 0) + int(count)
         return totals
+
+    def published_routes(self) -> int:
+        """Route keys every serving worker routes by: the fewest any of them published.
+
+        Each worker reports its table's size soon after each publish
+        (``worker.ROUTES_REPORT_INTERVAL``); one that has not reported yet counts 0.
+        """
+        return min((worker.published_routes or 0 for worker in self.current.values()
+                    if worker.alive), default=0)
 
     def broadcast(self, message: dict[str, Any]) -> None:
         for worker in list(self.workers.values()):
