@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
 from pointsman.config import Config
+from pointsman.control.channel import RouteChange, RouteOp
 from pointsman.control.route_plane import RoutePlane
 from pointsman.discovery.driver import RegistryDriver
 from pointsman.discovery.registry import Registration, Registry, Source
@@ -34,7 +34,7 @@ _GOROUTER_BALANCE = {ours: theirs for theirs, ours in LOAD_BALANCING.items()}
 class FanoutDriver(RegistryDriver):
     """A driver that tells ``forward`` about every NATS change it applied."""
 
-    forward: Callable[[dict[str, Any]], None] | None = None
+    forward: Callable[[RouteChange], None] | None = None
 
     def register(self, message: RegistryMessage, source: Source = "nats") -> int:
         changed = super().register(message, source)
@@ -59,10 +59,9 @@ class FanoutDriver(RegistryDriver):
                 self._send("unregister", message_of(key, entry, registry))
         return len(pruned)
 
-    def _send(self, op: str, message: RegistryMessage) -> None:
+    def _send(self, op: RouteOp, message: RegistryMessage) -> None:
         if self.forward is not None:
-            self.forward({"type": "route", "op": op, "source": "nats",
-                          "body": encode_registration(message).decode()})
+            self.forward(RouteChange(op, "nats", message))
 
 
 class LeaderRoutePlane(RoutePlane):
@@ -80,7 +79,7 @@ class LeaderRoutePlane(RoutePlane):
 
     driver_class = FanoutDriver
     publishes_tables = False  # the workers route; the leader keeps the registry alone
-    forward: Callable[[dict[str, Any]], None] | None = None
+    forward: Callable[[RouteChange], None] | None = None
 
     def _new_driver(self, loop: asyncio.AbstractEventLoop) -> RegistryDriver:
         driver = super()._new_driver(loop)

@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 
 from pointsman.config import Config
 from pointsman.control import probes
-from pointsman.control.channel import Channel
+from pointsman.control.channel import Channel, RouteChange
 from pointsman.control.privileges import Identity, drop
 from pointsman.control.runtime import Runtime
 from pointsman.control.worker_ops import WorkerOps
@@ -156,7 +156,7 @@ async def _serve(spec: WorkerSpec) -> int:
     ops = WorkerOps(runtime)
     ops.drained = set(spec.drained)
 
-    def on_message(message: dict[str, Any]) -> None:
+    def on_message(message: dict[str, Any] | RouteChange) -> None:
         reply = ops.handle(message)
         if reply is not None:
             channel.send(reply)
