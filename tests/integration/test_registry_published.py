@@ -75,6 +75,11 @@ async def test_the_gauge_is_what_every_worker_routes_and_follows_within_millisec
         wanted = {f"app{i}.example.com" for i in range(count)} | {"static.example.com"}
         tables = await asyncio.to_thread(worker_keys, base)
         assert len(tables) == 2 and all(keys == wanted for keys in tables)
+        # The leader publishes no table: the publishes counter is the workers' sum.
+        text = admin_call(base, "GET", "/metrics")[1]
+        publishes = [line for line in text.splitlines()
+                     if line.startswith("pointsman_registry_publishes_total ")]
+        assert len(publishes) == 1 and float(publishes[0].split()[1]) >= 2, publishes
         await client.publish("router.unregister", _body(0))
         await client.flush()
         await asyncio.to_thread(wait_until, lambda: gauge(base) == float(count), 5.0)

@@ -68,8 +68,9 @@ class RegistryCollector(Collector):
         yield _counter("pointsman_registry_empty_pools_deleted",
                        "empty pools deleted after empty_pool_timeout",
                        registry.empty_pools_expired)
-        yield _counter("pointsman_registry_publishes", "route table snapshots published",
-                       self.driver.publishes)
+        if registry.publishes:  # else the tables are elsewhere (a leader's workers' sum)
+            yield _counter("pointsman_registry_publishes", "route table snapshots published",
+                           self.driver.publishes)
         latency = self.driver.latency
         histogram = HistogramMetricFamily(
             "pointsman_registry_route_registration_latency_seconds",
