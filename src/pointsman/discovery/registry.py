@@ -503,21 +503,28 @@ class Registry:
             pool = pools.get(key)
             if pool is None:
                 removed.append(key)
-            elif drained:
-                endpoints = tuple(entry.endpoint for address, entry in pool.entries.items()
-                                  if (key, address) not in drained)
-                upserts.append(RoutePool(key, endpoints, pool.balance))
+                continue
+            entries = pool.entries
+            endpoints: tuple[Endpoint, ...]
+            if len(entries) == 1:  # most keys: one endpoint, worked out without generators
+                ((address, entry),) = entries.items()
+                endpoint = entry.endpoint
+                service = endpoint.route_service_url
+                endpoints = () if drained and (key, address) in drained else (endpoint,)
             else:
-                endpoints = tuple(entry.endpoint for entry in pool.entries.values())
-                service = next((e.route_service_url for e in endpoints
-                                if e.route_service_url), "")
-                if service:
-                    # No route services here: published without endpoints, so a
-                    # request is refused (502) instead of going around the service.
-                    upserts.append(RoutePool(key, (), pool.balance,
-                                             route_service_url=service))
+                service = next((entry.endpoint.route_service_url for entry in entries.values()
+                                if entry.endpoint.route_service_url), "")
+                if drained:
+                    endpoints = tuple(entry.endpoint for address, entry in entries.items()
+                                      if (key, address) not in drained)
                 else:
-                    upserts.append(RoutePool(key, endpoints, pool.balance))
+                    endpoints = tuple(entry.endpoint for entry in entries.values())
+            if service:
+                # No route services here: published without endpoints, so a request
+                # is refused (502) instead of going around the service, drained or not.
+                upserts.append(RoutePool(key, (), pool.balance, route_service_url=service))
+            else:
+                upserts.append(RoutePool(key, endpoints, pool.balance))
         table = self.holder.table.with_changes(upserts, removed)
         self.holder.table = table
         return table

@@ -379,6 +379,20 @@ def test_a_route_service_pool_is_published_without_endpoints() -> None:
     assert pool is not None and [e.port for e in pool.endpoints] == [2]
 
 
+def test_a_route_service_pool_is_refused_even_while_something_is_drained() -> None:
+    registry = Registry()
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("rs.com", port=2), 0.0)
+    registry.register(msg("one.com", port=3, route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("b.com", port=4), 0.0)
+    registry.set_drained("b.com", "10.0.0.1:4", True)  # any drain anywhere
+    registry.publish()
+    for host in ("rs.com", "one.com"):
+        assert registry.table.lookup(host, "/") is None, host
+        refused = registry.table.lookup_empty(host, "/")
+        assert refused is not None and refused.route_service_url == "https://rs.example.com"
+
+
 def test_a_drained_endpoint_leaves_the_pool_but_stays_listed() -> None:
     registry = Registry()
     registry.register(msg("a.com", port=1), 0.0)
