@@ -151,13 +151,12 @@ def _protocol(protocol: str) -> str:
 
 
 def endpoint_of(message: RegistryMessage) -> Endpoint:
-    """The routing table's view of one registration."""
-    return Endpoint(
-        host=message.host, port=message.endpoint_port, tls=message.tls, app=message.app,
-        instance_id=message.private_instance_id,
-        instance_index=message.private_instance_index, tags=message.tag_items,
-        server_cert_domain_san=message.server_cert_domain_san,
-        route_service_url=message.route_service_url)
+    """The routing table's view of one registration (made once per registration)."""
+    tls_port = message.tls_port
+    return Endpoint(message.host, tls_port or message.port, tls_port != 0, message.app,
+                    message.private_instance_id, message.private_instance_index,
+                    message.tag_items, message.server_cert_domain_san,
+                    message.route_service_url)
 
 
 class Registration(msgspec.Struct, gc=False):
@@ -184,12 +183,11 @@ class Registration(msgspec.Struct, gc=False):
                 and self.protocol == _protocol(message.protocol))
 
 
-class _Pool:
-    __slots__ = ("balance", "entries")
+class _Pool(msgspec.Struct):
+    """One route key's endpoints by address, and how the key balances."""
 
-    def __init__(self, balance: str) -> None:
-        self.entries: dict[str, Registration] = {}
-        self.balance = balance
+    balance: str
+    entries: dict[str, Registration] = msgspec.field(default_factory=dict)
 
 
 class _Put(msgspec.Struct, gc=False):
@@ -197,6 +195,7 @@ class _Put(msgspec.Struct, gc=False):
 
     message: RegistryMessage
     endpoint: Endpoint
+    address: str
     source: str
     rank: int
     stale_after: float
@@ -298,10 +297,13 @@ class Registry:
             stale_after = self.prune_threshold
         else:
             stale_after = float(threshold)
-        balance = LOAD_BALANCING.get(message.load_balancing) if message.load_balancing else None
-        if message.load_balancing and balance is None:
-            self.invalid_balancing += 1
-        return _Put(message, endpoint_of(message), source, RANKS[source], stale_after,
+        balance = None
+        if message.options is not None and (wanted := message.options.loadbalancing):
+            balance = LOAD_BALANCING.get(wanted)
+            if balance is None:
+                self.invalid_balancing += 1
+        endpoint = endpoint_of(message)
+        return _Put(message, endpoint, endpoint.address, source, RANKS[source], stale_after,
                     balance, tag)
 
     def _put(self, key: str, put: _Put, now: float) -> tuple[PutResult, bool]:
@@ -313,7 +315,7 @@ class Registry:
             self._empty.pop(key, None)
         entries = pool.entries
         endpoint = put.endpoint
-        address = endpoint.address
+        address = put.address
         old = entries.get(address)
         dirty = False
         if old is None:
