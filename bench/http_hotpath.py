@@ -85,13 +85,16 @@ class CountingTransport:
 def drive(requests: int) -> float:
     """Proxy ``requests`` keep-alive GETs; the CPU seconds the last ``requests`` took."""
     from pointsman.config import HttpListener, HttpRoute
+    from pointsman.control.counters import CountingSink
     from pointsman.serve import http1
     from pointsman.serve.context import ServeContext
     from pointsman.serve.http_upstream import UpstreamConnection
     from pointsman.serve.poller import Poller
 
     loop = asyncio.new_event_loop()
-    ctx = ServeContext(loop=loop, poller=Poller(loop), access=Quiet(), events=Quiet())
+    # As the runtime does: per-listener counts in front of an access log that is off.
+    ctx = ServeContext(loop=loop, poller=Poller(loop), access=CountingSink(Quiet()),
+                       events=Quiet())
     config = HttpListener(name="bench", listen="127.0.0.1:0", routes=[
         HttpRoute(host="127.0.0.1", endpoints=["127.0.0.1:18080"])])
     ctx.routes.table = http1.static_table(config, ctx)

@@ -23,7 +23,7 @@ from bench.procs import Managed, ProcessSet
 
 __all__ = [
     "REPO",
-    "BareSplice",
+    "Bare",
     "Direct",
     "HaproxyHttp",
     "HaproxyTcp",
@@ -145,16 +145,19 @@ class HaproxyTcpCopy(HaproxyTcp):
                        if "splice" not in line)
 
 
-class BareSplice(Peer):
-    """``bench/bare_splice.py``: a thread per direction doing blocking splice, nothing else.
+@dataclass
+class Bare(Peer):
+    """A bench module (``bench/bare_*.py``) that forwards with nothing but the essentials.
 
-    Not a product: the floor of what a relay written in Python can cost here.
+    Not a product: the floor of what a proxy written in Python can cost here
+    (``bare-splice`` for a TCP relay, ``bare-http`` for an HTTP proxy).
     """
 
-    name = "bare-splice"
+    name: str
+    module: str
 
     def start(self, procs: ProcessSet, listen: Addr, target: Addr) -> Managed | None:
-        return procs.start(self.name, [sys.executable, "-m", "bench.bare_splice", str(listen),
+        return procs.start(self.name, [sys.executable, "-m", self.module, str(listen),
                                        str(target)], cwd=REPO)
 
 

@@ -6,6 +6,8 @@ worker: pointsman one process, nginx ``worker_processes 1`` with upstream
 keepalive, HAProxy ``nbthread 1`` with ``http-reuse always``, proxy.py one
 acceptor and one worker with its ReverseProxy plugin (``--threaded``: its
 default threadless mode crashed on the first request here, see notes).
+``bare-http`` is not a product but a floor: uvloop and httptools passing
+bytes through (``bench/bare_http.py``), what any Python HTTP proxy pays at least.
 
 Besides the load runs, ``settings()`` records the route lookup cost of
 pointsman's table at 10 and at 100,000 hosts, measured in this process.
@@ -21,7 +23,7 @@ from typing import Any
 from bench import backends, loadgen
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
-from bench.peers import REPO, Direct, HaproxyHttp, NginxHttp, Peer, serve_pointsman
+from bench.peers import REPO, Bare, Direct, HaproxyHttp, NginxHttp, Peer, serve_pointsman
 from bench.procs import Managed, ProcessSet
 from bench.scenario import Scenario
 
@@ -141,12 +143,16 @@ class Http(Scenario):
         "an nginx origin; one worker per proxy; pointsman's and the others' access logs off.",
         "Targets: CPU per request <= 1.5x nginx now (goal 1.0x); requests/s >= 5x proxy.py "
         "now (goal 8x).",
+        "bare-http (bench/bare_http.py) is uvloop and httptools passing bytes through, a "
+        "backend connection per client connection, nothing else: the floor for an HTTP "
+        "proxy in Python.",
         "proxy.py runs --threaded: in its default threadless mode the worker died on the "
         "first request (FileNotFoundError from selector.modify) on this machine.",
     )
 
     def peers(self) -> list[Peer]:
-        return [PointsmanHttp(), NginxHttp(), HaproxyHttp(), ProxyPy(), Direct()]
+        return [PointsmanHttp(), NginxHttp(), HaproxyHttp(), ProxyPy(),
+                Bare("bare-http", "bench.bare_http"), Direct()]
 
     def start_backend(self, procs: ProcessSet) -> Addr:
         return backends.nginx_origin(procs)

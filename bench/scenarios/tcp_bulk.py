@@ -12,7 +12,7 @@ from bench import backends, loadgen
 from bench.model import LoadResult, Target, Units
 from bench.peerconf import Addr
 from bench.peers import (
-    BareSplice,
+    Bare,
     Direct,
     HaproxyTcp,
     HaproxyTcpCopy,
@@ -47,8 +47,8 @@ class TcpBulk(Scenario):
     )
 
     def peers(self) -> list[Peer]:
-        return [PointsmanTcp(), HaproxyTcp(), NginxStream(), HaproxyTcpCopy(), BareSplice(),
-                Direct()]
+        return [PointsmanTcp(), HaproxyTcp(), NginxStream(), HaproxyTcpCopy(),
+                Bare("bare-splice", "bench.bare_splice"), Direct()]
 
     def start_backend(self, procs: ProcessSet) -> Addr:
         return backends.iperf3_server(procs)

@@ -52,6 +52,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, self._describe(),
                         [("Set-Cookie", "JSESSIONID=abc123; Path=/; Secure")])
             return
+        if url.path == "/hints":
+            for _ in range(int(parse_qs(url.query).get("n", ["1"])[0])):
+                self.send_response_only(103)
+                self.send_header("Link", "</style.css>; rel=preload; as=style")
+                self.end_headers()
+                self.wfile.flush()
+            self._reply(200, self._describe())
+            return
+        if url.path == "/cut":  # promises more than it sends, then hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"partial")
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if url.path == "/chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -157,7 +173,7 @@ def read_response(sock: socket.socket, buffer: bytearray,
         key = name.strip().lower()
         headers[key] = (headers[key] + "\n" + value.strip()) if key in headers \
             else value.strip()
-    if head_only or status in (100, 101, 204, 304):
+    if head_only or status < 200 or status in (204, 304):
         return status, headers, b""
     if "content-length" in headers:
         size = int(headers["content-length"])

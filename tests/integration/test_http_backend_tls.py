@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 import trustme
-from httpkit import Backend, get, header_values, read_response
+from httpkit import Backend, dead_address, get, header_values, read_response
 from nats.aio.client import Client
-from registry_support import TOKEN, admin_call, admin_url
+from registry_support import TOKEN, admin_call, admin_url, routes, wait_until
 
 from harness import NatsServer, Pointsman
 
@@ -299,6 +299,45 @@ async def test_failed_tls_endpoint_is_retried_on_a_good_one(
         assert json.loads(body)["backend"] == "good"
     assert upstream_errors(base, "backend_invalid_tls_cert") >= 1
     assert upstream_errors(base, "backend_tls_handshake_failed") >= 1
+
+
+def addresses(base: str, key: str, workers: bool = False) -> list[set[str]]:
+    """The endpoints of route ``key``: in the leader's registry, or in each worker's table."""
+    if not workers:
+        return [{row["address"] for row in routes(base).get(key, [])}]
+    tables = admin_call(base, "GET", "/routes?workers=1")[1]
+    return [set(table["routes"].get(key, [])) for table in tables]
+
+
+async def test_tls_endpoint_that_fails_leaves_the_table_until_it_registers_again(
+        web: tuple[tuple[str, int], str], client: Client,
+        tls_backends: Callable[..., TlsBackend]) -> None:
+    address, base = web
+    good = tls_backends("good", SAN)
+    stranger = tls_backends("stranger", SAN, issuer=trustme.CA())
+    dead = int(dead_address().rsplit(":", 1)[1])
+    for port in (stranger.port, dead, good.port):
+        await register(client, "prune.example.com", port, server_cert_domain_san=SAN)
+    all_three = {f"127.0.0.1:{port}" for port in (stranger.port, dead, good.port)}
+    await asyncio.to_thread(wait_until, lambda: addresses(base, "prune.example.com", True)
+                            == [all_three], 5.0)
+    status, _, body = await routed(address, "prune.example.com")  # published by now
+    assert status == 200 and json.loads(body)["backend"] == "good"
+    for i in range(3):
+        status, _, body = await fetch(address, "prune.example.com", f"/r{i}")
+        assert status == 200 and json.loads(body)["backend"] == "good"
+    # The untrusted and the dead endpoint failed once: gone from the leader and every worker.
+    only_good = {f"127.0.0.1:{good.port}"}
+    await asyncio.to_thread(wait_until, lambda: addresses(base, "prune.example.com")
+                            == [only_good] and addresses(base, "prune.example.com", True)
+                            == [only_good], 5.0)
+    assert upstream_errors(base, "backend_invalid_tls_cert") == 1
+    assert upstream_errors(base, "connect_failed") == 1
+    # A heartbeat brings one back, as in gorouter.
+    await register(client, "prune.example.com", stranger.port, server_cert_domain_san=SAN)
+    both = {f"127.0.0.1:{stranger.port}", f"127.0.0.1:{good.port}"}
+    await asyncio.to_thread(wait_until, lambda: addresses(base, "prune.example.com", True)
+                            == [both], 5.0)
 
 
 async def test_plain_registration_gets_instance_fields_and_404_says_router_error(

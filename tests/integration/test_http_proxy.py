@@ -246,6 +246,57 @@ def test_expect_continue_is_relayed(proxy: Pointsman) -> None:
         assert status == 200 and json.loads(body)["received"] == 5
 
 
+def test_early_hints_reach_http11_clients_only(proxy: Pointsman) -> None:
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        sock.sendall(b"GET /hints HTTP/1.1\r\nHost: rr.test\r\n\r\n")
+        buffer = bytearray()
+        status, headers, _ = read_response(sock, buffer)
+        assert status == 103 and headers["link"] == "</style.css>; rel=preload; as=style"
+        status, _, body = read_response(sock, buffer)
+        assert status == 200 and json.loads(body)["path"] == "/hints"
+    status, _, body = raw_exchange(proxy.address("web"),
+                                   b"GET /hints HTTP/1.0\r\nHost: rr.test\r\n\r\n")
+    assert status == 200 and json.loads(body)["path"] == "/hints"
+
+
+def test_a_backend_that_sends_endless_interim_responses_gets_502(proxy: Pointsman) -> None:
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        sock.sendall(b"GET /hints?n=6 HTTP/1.1\r\nHost: rr.test\r\n\r\n")
+        buffer = bytearray()
+        statuses = [read_response(sock, buffer)[0] for _ in range(6)]
+    assert statuses == [103] * 5 + [502]
+
+
+def test_an_http10_expectation_is_ignored(proxy: Pointsman) -> None:
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        sock.sendall(b"POST /e HTTP/1.0\r\nHost: rr.test\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\nhello")
+        status, _, body = read_response(sock, bytearray())
+        assert status == 200 and json.loads(body)["received"] == 5
+
+
+def test_a_response_cut_short_is_logged_and_counted_once(
+        write_config: Callable[[str, str], Path], pointsman: Callable[..., Pointsman],
+        backends: list[Backend], tmp_path: Path) -> None:
+    access = tmp_path / "access.log"
+    text = http_config([{"host": "x.test", "endpoints": [backends[0].address]}])
+    config = write_config(text.replace('access = "off"', f'access = "{access}"'),
+                          "pointsman.toml")
+    proxy = pointsman("serve", "-c", str(config))
+    with socket.create_connection(proxy.address("web"), timeout=5) as sock:
+        sock.sendall(b"GET /cut HTTP/1.1\r\nHost: x.test\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"partial")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and b"/cut" not in access.read_bytes():
+        time.sleep(0.02)
+    time.sleep(0.3)  # a second record, if there were one, would be written by now
+    records = [json.loads(line) for line in access.read_text().splitlines()]
+    assert [r["target"] for r in records if r.get("kind") == "http"] == ["/cut"]
+
+
 def _proxy_with(write_config: Callable[[str, str], Path], pointsman: Callable[..., Pointsman],
                 backend: Backend, **options: Any) -> Pointsman:
     config = write_config(http_config([{"host": "x.test", "endpoints": [backend.address]}],

@@ -4,7 +4,8 @@ Only the leader talks to NATS: gorouter clients then see one router (one
 ``router.start``, one answer to ``router.greet``) however many workers
 there are. The leader's registry applies each ``router.register`` and
 ``router.unregister`` and forwards the ones that changed something, and each
-endpoint its pruning removes, to every worker over its channel; a worker's
+endpoint its pruning removes (by age, or a TLS endpoint a worker failed to
+reach), to every worker over its channel; a worker's
 own registry never prunes NATS routes itself. A new worker (reload, crash)
 starts from a snapshot of the leader's NATS routes. Changes reach workers
 within one channel write, a few milliseconds.
@@ -48,16 +49,9 @@ class FanoutDriver(RegistryDriver):
             self._send("unregister", message)
         return changed
 
-    def prune(self) -> int:
-        registry = self.registry
-        pruned = registry.prune(self.loop.time())
-        if pruned:
-            self.publish_now()
-            self._event("info", "routes_pruned", count=len(pruned),
-                        routes=[f"{key} {entry.endpoint.address}" for key, entry in pruned[:20]])
-            for key, entry in pruned:
-                self._send("unregister", message_of(key, entry, registry))
-        return len(pruned)
+    def removed(self, entries: list[tuple[str, Registration]]) -> None:
+        for key, entry in entries:
+            self._send("unregister", message_of(key, entry, self.registry))
 
     def _send(self, op: RouteOp, message: RegistryMessage) -> None:
         if self.forward is not None:

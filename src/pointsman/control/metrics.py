@@ -112,7 +112,8 @@ def process_families(status: dict[str, Any], requests: dict[str, int],
                                   "Workers restarted after they crashed")
     crashed.add_metric([], restarts)
     total = CounterMetricFamily("pointsman_listener_requests",
-                                "Connections (TCP) or requests (HTTP) handled", labels=["listener"])
+                                "Connections (TCP), requests (HTTP) or sockets (gateway) handled",
+                                labels=["listener"])
     failed = CounterMetricFamily("pointsman_listener_errors",
                                  "Connections or requests the router failed (5xx, no "
                                  "endpoint, connect errors)", labels=["listener"])

@@ -295,7 +295,7 @@ class Leader:
         theirs.close()
         worker = Worker(pid=pid, slot=slot, generation=generation, channel=None,
                         ready=loop.create_future(), exited=loop.create_future(),
-                        on_reply=self._on_reply)
+                        on_reply=self._on_reply, on_endpoint_failed=self.plane.endpoint_failed)
         channel = Channel(ours, loop, worker.on_message, lambda: None)
         worker.channel = channel
         channel.start()

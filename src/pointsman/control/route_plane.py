@@ -65,6 +65,10 @@ class RoutePlane:
         return self.driver_class(self.registry, loop, self.config.registry.prune_interval,
                                  self.events)
 
+    def endpoint_failed(self, key: str, address: str) -> bool:
+        """A request could not reach a TLS endpoint: a NATS-registered one leaves the table."""
+        return self.driver is not None and self.driver.endpoint_failed(key, address)
+
     def reload(self, config: Config) -> None:
         """Take the new file's ``[[routes]]``; NATS and timing settings need a restart."""
         self.config = config

@@ -103,6 +103,9 @@ class Runtime:
         self.role = ""
         self.role_level = "info"
         self.routes = RoutePlane(config, self.events)
+        # A request could not reach a TLS endpoint (route key, address): this process's
+        # registry drops it; a worker tells its leader instead, who owns NATS routes.
+        self.endpoint_failed: Callable[[str, str], object] = self.routes.endpoint_failed
         self.admin: Admin | None = None
         self.stopping = False
         # A worker leaves the admin API, and sweeping provisioned leftovers, to its leader.
@@ -121,6 +124,7 @@ class Runtime:
                             events=self.events, pools=build_pools(config),
                             provision=dict(self.provision),
                             routes=self.routes.holder,
+                            endpoint_failed=self.endpoint_failed,
                             config_dir=Path(config.source).parent if config.source else Path(),
                             inherited=inherited)
 

@@ -52,6 +52,7 @@ class Worker:
     stats: dict[str, Any] = field(default_factory=dict)
     published_routes: int | None = None  # route keys in its table, as it last reported
     on_reply: Callable[[dict[str, Any]], None] | None = None
+    on_endpoint_failed: Callable[[str, str], object] | None = None
 
     def on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -66,6 +67,9 @@ class Worker:
             self.published_routes = int(message.get("published") or 0)
         elif kind == "reply" and self.on_reply is not None:
             self.on_reply(message)
+        elif kind == "endpoint_failed" and self.on_endpoint_failed is not None:
+            self.on_endpoint_failed(str(message.get("route", "")),
+                                    str(message.get("address", "")))
 
     def send(self, signum: int) -> None:
         if self.exited.done():

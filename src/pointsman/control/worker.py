@@ -163,6 +163,9 @@ async def _serve(spec: WorkerSpec) -> int:
 
     channel = Channel(spec.channel, loop, on_message,
                       lambda: runtime._spawn(lambda: runtime.stop(graceful=True)))
+    # NATS routes are the leader's: it drops the endpoint and tells every worker.
+    runtime.endpoint_failed = lambda key, address: channel.send(
+        {"type": "endpoint_failed", "route": key, "address": address})
     channel.start()
     try:
         drop(spec.identity)  # the logs are open; nothing is served or loaded yet
@@ -176,7 +179,9 @@ async def _serve(spec: WorkerSpec) -> int:
             ops.drain_route(route, endpoint, True)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
-        runtime.events.event("error", "start_failed", pid=os.getpid(), error=error)
+        # The leader reports it (start_failed, or worker_start_failed after a crash):
+        # here it is detail, or every failed start would be told twice.
+        runtime.events.event("debug", "start_failed", pid=os.getpid(), error=error)
         channel.send({"type": "failed", "error": error})
         await asyncio.sleep(0)  # let the message out before exiting
         return EXIT_START_FAILED

@@ -7,7 +7,8 @@ costs one snapshot, not ten thousand, and a route is routable a few
 milliseconds after its message arrives. Sources that answer a person (the
 admin API) call ``publish_now`` so their reply reflects the change.
 
-Pruning runs every ``prune_interval``; ``suspend`` stops it (NATS is
+Pruning runs every ``prune_interval`` (and a TLS endpoint a request failed
+to reach goes at once, ``endpoint_failed``); ``suspend`` stops it (NATS is
 unreachable) and ``resume_after`` restarts it after a delay, freshening
 every endpoint first, as gorouter does after a reconnect.
 
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from pointsman.discovery.latency import RegistrationLatency
-from pointsman.discovery.registry import Registry, Source
+from pointsman.discovery.registry import Registration, Registry, Source
 from pointsman.wire.gorouter import RegistryMessage
 
 __all__ = [
@@ -219,7 +220,21 @@ class RegistryDriver:
             self.publish_now()
             self._event("info", "routes_pruned", count=len(pruned),
                         routes=[f"{key} {entry.endpoint.address}" for key, entry in pruned[:20]])
+            self.removed(pruned)
         return len(pruned)
+
+    def endpoint_failed(self, key: str, address: str) -> bool:
+        """A request failed to reach a TLS endpoint: it leaves the table (``prune_failed``)."""
+        entry = self.registry.prune_failed(key, address, self.loop.time())
+        if entry is None:
+            return False
+        self.changed()  # batched like registrations: a failing cell is one snapshot
+        self._event("warning", "tls_endpoint_pruned", route=key, endpoint=address)
+        self.removed([(key, entry)])
+        return True
+
+    def removed(self, entries: list[tuple[str, Registration]]) -> None:
+        """NATS endpoints this driver removed on its own (pruned); a leader tells its workers."""
 
     def _prune_tick(self) -> None:
         self._prune_handle = self.loop.call_later(self.prune_interval, self._prune_tick)

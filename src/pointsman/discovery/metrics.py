@@ -51,7 +51,8 @@ class RegistryCollector(Collector):
                        "router.unregister messages (and admin deletions) applied",
                        registry.unregistrations)
         yield _counter("pointsman_registry_routes_pruned",
-                       "endpoints removed because they stopped heartbeating", registry.pruned)
+                       "endpoints removed because they stopped heartbeating, or (TLS ones) "
+                       "because a request could not reach them", registry.pruned)
         yield _counter("pointsman_registry_invalid_load_balancing",
                        "registrations whose options.loadbalancing was not understood",
                        registry.invalid_balancing)

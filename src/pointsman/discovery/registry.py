@@ -23,9 +23,11 @@ The rules follow gorouter's registry.go and route/pool.go:
 * ``stale_threshold_in_seconds`` of 0, or above the router's threshold, means
   the router's threshold;
 * ``prune(now)`` removes NATS endpoints older than their threshold, except TLS
-  ones, which gorouter prunes only on a failed request;
-* while pruning is suspended (NATS unreachable) nothing is pruned, and
-  ``resume_pruning`` first marks every endpoint fresh (``freshenRoutes``);
+  ones, which gorouter prunes only on a failed request (``prune_failed``);
+* while pruning is suspended (NATS unreachable) nothing is pruned by age, and
+  ``resume_pruning`` first marks every endpoint fresh (``freshenRoutes``); a
+  TLS endpoint that fails a request still goes, as in gorouter, and comes
+  back with its first heartbeat after NATS does;
 * a valid ``options.loadbalancing`` sets the whole pool's balancing; an
   invalid one is counted and the pool keeps what it had;
 * a registration outside this router's shard (``routing_table_sharding_mode``
@@ -453,6 +455,22 @@ class Registry:
             self._remove(key, self._pools[key], address, now)
         self.pruned += len(expired)
         return [(key, entry) for key, _address, entry in expired]
+
+    def prune_failed(self, key: str, address: str, now: float) -> Registration | None:
+        """A request could not reach this TLS endpoint: remove it (gorouter's ``EndpointFailed``).
+
+        gorouter never prunes TLS endpoints by age, but drops one from its pool
+        when a request fails to connect or to agree on TLS with it; its next
+        ``router.register`` brings it back. Only NATS endpoints go: a route
+        from the file or the admin API is an operator's to remove.
+        """
+        pool = self._pools.get(route_key(key))
+        entry = pool.entries.get(address) if pool is not None else None
+        if pool is None or entry is None or entry.source != "nats" or not entry.endpoint.tls:
+            return None
+        self._remove(route_key(key), pool, address, now)
+        self.pruned += 1
+        return entry
 
     # -- empty pools ----------------------------------------------------------------
 

@@ -17,7 +17,9 @@ upstream error kind and as the ``X-Pointsman-Error`` of the reply:
 * the certificate is not trusted (unknown CA, expired, ...) -> 526
   ``backend_invalid_tls_cert``.
 
-All three are retried on another endpoint, like a refused connect.
+All three are retried on another endpoint, like a refused connect. A TLS
+endpoint that fails so, or cannot be connected to, also leaves the route
+table (``PRUNABLE``), as gorouter prunes TLS endpoints only on failure.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "HANDSHAKE_FAILED",
     "INVALID_ID",
     "INVALID_TLS_CERT",
+    "PRUNABLE",
     "TLS_FAILURES",
     "BackendTls",
     "classify",
@@ -46,6 +49,9 @@ TLS_FAILURES: dict[str, tuple[int, str]] = {
     INVALID_TLS_CERT: (526, "The endpoint presented a certificate that is not trusted."),
 }
 """Upstream error kind -> status and reply text, when the last attempt failed so."""
+
+PRUNABLE = frozenset({"connect_failed", "connect_timeout", *TLS_FAILURES})
+"""Failures that take a TLS endpoint out of the route table (gorouter's prunable errors)."""
 
 # OpenSSL verify results that mean "a valid certificate, for another name".
 _NAME_MISMATCH = frozenset({62, 63, 64})  # X509_V_ERR_HOSTNAME/EMAIL/IP_ADDRESS_MISMATCH

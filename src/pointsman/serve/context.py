@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,15 +20,46 @@ from pointsman.serve.provision import ProvisionPool
 from pointsman.serve.sockets import open_listening_sockets
 from pointsman.upstream.pool import Pool
 
-__all__ = ["EventSink", "RecordSink", "Running", "ServeContext"]
+__all__ = [
+    "ERROR_REASONS",
+    "FAILURE_CLOSE_CODES",
+    "EventSink",
+    "RecordSink",
+    "Running",
+    "ServeContext",
+    "failed_connection",
+]
+
+
+ERROR_REASONS = frozenset({"bad_decision", "route_error", "no_endpoint", "connect_failed",
+                           "connect_timeout", "backend_error", "decision_timeout",
+                           "buffer_limit"})
+"""Connection end reasons that mean the router failed the client (not the client leaving)."""
+
+FAILURE_CLOSE_CODES = frozenset({1011, 1013, 1014})
+"""WebSocket close codes the router sends when it failed the client: an instance
+went away (1011), none could be had (1013, try again later), bad gateway (1014)."""
+
+
+def failed_connection(reason: str) -> bool:
+    """Whether a TCP connection that ended for ``reason`` was failed by the router."""
+    return reason in ERROR_REASONS or reason.startswith("pool_exhausted")
 
 
 class RecordSink(Protocol):
-    """The access log as listeners see it: check ``enabled`` before building a record."""
+    """The access log as listeners see it.
 
-    enabled: bool
+    A listener builds a record only when ``enabled``; otherwise it calls
+    ``count``, so the per-listener request and error counts every process
+    reports cost no record (and no clock read or decode) per request.
+    """
+
+    @property
+    def enabled(self) -> bool: ...
 
     def write(self, record: dict[str, Any]) -> None: ...
+
+    def count(self, listener: str, error: bool) -> None: ...
 
 
 class EventSink(Protocol):
@@ -66,6 +98,8 @@ class ServeContext:
     routes: TableHolder = field(default_factory=TableHolder)
     reuse_port: bool = True
     inherited: dict[str, list[socket.socket]] = field(default_factory=dict)
+    endpoint_failed: Callable[[str, str], object] | None = None
+    """Told (route key, endpoint address) when a request cannot reach a TLS endpoint."""
 
     def listening_sockets(self, listen: str,
                           kind: int = socket.SOCK_STREAM) -> list[socket.socket]:

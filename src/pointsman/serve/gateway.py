@@ -53,7 +53,7 @@ from websockets.server import ServerProtocol
 from pointsman.discovery.announce import AnnouncementIndex, Change, RouteTarget
 from pointsman.routing.patterns import Matcher, PatternError, compile_pattern
 from pointsman.serve import gateway_metrics as metrics
-from pointsman.serve.context import RecordSink
+from pointsman.serve.context import FAILURE_CLOSE_CODES, RecordSink
 from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.static import StaticFiles, StaticResponse
 from pointsman.service.service import new_id
@@ -301,7 +301,10 @@ class Gateway:
                    leases: dict[str, Lease] | None) -> None:
         """The socket's access record: who, how long, how it ended, which backends served it."""
         access = self.access
-        if access is None or not access.enabled:
+        if access is None:
+            return
+        if not access.enabled:
+            access.count(self.settings.listener, code in FAILURE_CLOSE_CODES)
             return
         record: dict[str, Any] = {
             "ts": round(time.time(), 6),

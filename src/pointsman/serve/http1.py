@@ -156,6 +156,8 @@ class HttpServer:
         prefix = os.urandom(10).hex()
         self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-".encode()
         self._rid_counter = int.from_bytes(os.urandom(4), "big")
+        self._failed_tls: set[tuple[str, str]] = set()  # reported since table _failed_version
+        self._failed_version = -1
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -231,6 +233,23 @@ class HttpServer:
                 self._trust.clear()
             self._trust[ip] = known
         return known
+
+    def tls_endpoint_failed(self, key: str, address: str) -> None:
+        """Tell ``ctx.endpoint_failed`` once per route table about a TLS endpoint that failed.
+
+        Every request in flight to a dead endpoint fails on its own; one report
+        is enough until the table changes (the endpoint pruned, or registered again).
+        """
+        report = self.ctx.endpoint_failed
+        if report is None:
+            return
+        version = self.routes.table.version
+        if version != self._failed_version:
+            self._failed_version = version
+            self._failed_tls.clear()
+        if (key, address) not in self._failed_tls:
+            self._failed_tls.add((key, address))
+            report(key, address)
 
     def request_id(self) -> bytes:
         self._rid_counter = (self._rid_counter + 1) & 0xFFFFFFFFFFFF

@@ -12,7 +12,9 @@ out closed before any response byte, is retried on another endpoint up to
 idempotent and its body (up to ``REPLAY_LIMIT``) was kept to send again.
 A TLS endpoint whose handshake or certificate fails is retried the same way;
 if the last attempt failed so, the reply is gorouter's status for it (525,
-503 or 526, see ``backend_tls``) rather than 502.
+503 or 526, see ``backend_tls``) rather than 502. Such a failure, or a
+failed connect, to a TLS endpoint is also reported to ``ctx.endpoint_failed``,
+which takes a NATS-registered one out of the route table.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from pointsman.config import parse_listen
 from pointsman.routing.table import Endpoint, RoutePool
-from pointsman.serve.backend_tls import TLS_FAILURES
+from pointsman.serve.backend_tls import PRUNABLE, TLS_FAILURES
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState, context_path, tls_name
 from pointsman.serve.http_provision import connect_fresh, use_provision
@@ -33,6 +35,7 @@ from pointsman.serve.provision import Lease
 from pointsman.upstream.balancers import EndpointState
 from pointsman.wire.forward import (
     StickyRequest,
+    build_interim_head,
     build_request_head,
     build_response_head,
     sticky_request,
@@ -51,10 +54,13 @@ from pointsman.wire.http1 import (
 if TYPE_CHECKING:
     from pointsman.serve.http1 import ClientConnection
 
-__all__ = ["MAX_RETRIES", "REPLAY_LIMIT", "Exchange"]
+__all__ = ["MAX_INTERIM", "MAX_RETRIES", "REPLAY_LIMIT", "Exchange"]
 
 MAX_RETRIES = 3
 """Connect failures are retried on other endpoints up to this many times."""
+MAX_INTERIM = 5
+"""Interim (1xx) responses relayed per request; a backend sending more gets 502 (as Go's
+HTTP client, gorouter's, gives up after five)."""
 REPLAY_LIMIT = 64 * 1024
 """Body bytes of an idempotent request kept so it can be retried after they were sent."""
 
@@ -87,6 +93,7 @@ class Exchange:
         "head",
         "head_bytes",
         "head_out",
+        "interim",
         "lease",
         "lease_task",
         "oversize",
@@ -124,6 +131,7 @@ class Exchange:
         self.body_sent = False
         self.head_bytes = b""
         self.head_out = b""
+        self.interim = 0
         self.rhead: ResponseHead | None = None
         self.request_id = b""
         self.pool: RoutePool | None = None
@@ -360,10 +368,22 @@ class Exchange:
         transport = client.transport
         assert transport is not None
         if status < 200:
+            request = self.head
             if status == 101:
                 self.rhead = head  # on_upgraded follows with the bytes after the head
-            elif status == 100 and self.head.expect_continue and not self.request_complete:
-                transport.write(_CONTINUE)
+            elif status == 100:
+                # Only a client that asked waits for it (RFC 9110 section 10.1.1), and
+                # once its body is on the way it has no use for it: others do without.
+                if request.expect_continue and not self.request_complete:
+                    transport.write(_CONTINUE)
+            elif request.version != "1.0":  # an HTTP/1.0 client knows no 1xx
+                self.interim += 1
+                if self.interim > MAX_INTERIM:
+                    client.server.stats.upstream_error("too_many_interim")
+                    self.fail(502, "endpoint_failure", "502 Bad Gateway: Registered endpoint "
+                                                       "failed to handle the request.")
+                    return
+                transport.write(build_interim_head(head))
             return
         self.response_started = True
         self.response_deadline = 0.0
@@ -474,6 +494,7 @@ class Exchange:
                 self._finish()
                 self.client.exchange_done(self, True)
                 return
+            self.client.current = None  # finished below, not again when the abort ends it
             self.client.abort("backend_closed")
             self._finish()
             return
@@ -522,6 +543,10 @@ class Exchange:
         if self.state is not None:
             server.live.failed(self.state, time.monotonic())
             self.tried = self.tried | {self.state}
+        endpoint = self.endpoint
+        if endpoint is not None and endpoint.tls and error in PRUNABLE \
+                and self.lease is None and self.pool is not None:
+            server.tls_endpoint_failed(self.pool.key, endpoint.address)
         self._release_state()
         if self.lease is None and self.attempts <= MAX_RETRIES and self._retryable():
             self._rewind()
@@ -651,7 +676,9 @@ class Exchange:
         route = self.pool.key if self.pool is not None else ""
         server.stats.request(route, self.status, duration)
         access = server.ctx.access
-        if access.enabled:
+        if not access.enabled:
+            access.count(server.name, self.status >= 500)
+        else:
             head = self.head
             record = {
                 "ts": round(time.time(), 6),

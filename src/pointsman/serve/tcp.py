@@ -36,7 +36,7 @@ from pointsman.routing.content import (
     normalise,
 )
 from pointsman.routing.loader import RouteModule, load_route_module
-from pointsman.serve.context import ServeContext
+from pointsman.serve.context import ServeContext, failed_connection
 from pointsman.serve.provision import Lease, ProvisionPool
 from pointsman.serve.relay import PipePool, Relay
 from pointsman.serve.sockets import open_listening_sockets
@@ -534,6 +534,7 @@ class Session:
             lease.release()
         access = self.server.ctx.access
         if not access.enabled:
+            access.count(self.server.name, failed_connection(reason))
             return
         relay = self.relay
         backend = None

@@ -36,6 +36,7 @@ from pointsman.wire.http1 import CRLF, HOP_BY_HOP, RequestHead, ResponseHead, co
 __all__ = [
     "VCAP_ID",
     "StickyRequest",
+    "build_interim_head",
     "build_request_head",
     "build_response_head",
     "cf_instance_fields",
@@ -226,6 +227,21 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
         append(b"Connection: keep-alive\r\n")
     append(b"\r\n")
     return b"".join(out)
+
+
+def build_interim_head(head: ResponseHead) -> bytes:
+    """An interim (1xx) response as the client gets it: its fields minus hop-by-hop ones.
+
+    A proxy forwards 1xx responses to HTTP/1.1 clients (RFC 9110 section
+    15.2), so ``103 Early Hints`` reaches the browser while the backend
+    still works on the final response. A 1xx has no content, so a
+    Content-Length on one is cut (section 8.6).
+    """
+    raw = _forwardable(head.raw)[0]
+    if b"\ncontent-length:" in b"\n" + raw.lower():
+        raw = _cut_fields(raw, [b"content-length"])
+    return b"".join((_STATUS_LINES.get(head.status) or b"HTTP/1.1 %d " % head.status,
+                     head.reason, CRLF, raw, CRLF))
 
 
 _HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")

@@ -234,8 +234,10 @@ class RequestParser:
                     flags |= HAS_COOKIE
                 elif lname == b"expect":
                     expect = value.lower() == b"100-continue"
-        if chunked and version == "1.0":
-            raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400)
+        if version == "1.0":
+            if chunked:
+                raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400)
+            expect = False  # a 1.0 request's expectation is ignored (RFC 9110 section 10.1.1)
         if hosts > 1:
             raise RemoteProtocolError("more than one Host field", 400)
         if hosts == 0 and version != "1.0":

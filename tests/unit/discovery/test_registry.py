@@ -122,6 +122,24 @@ def test_prune_removes_stale_nats_endpoints_only() -> None:
     assert [k for k, _ in registry.prune(121.0)] == ["long.com"]
 
 
+def test_a_failed_tls_endpoint_is_pruned_but_only_from_nats() -> None:
+    registry = Registry()
+    registry.register(msg("tls.com", tls_port=443), 0.0)
+    registry.register(msg("tls.com", host="10.0.0.2", tls_port=443), 0.0)
+    registry.register(msg("plain.com"), 0.0)
+    registry.register(msg("file.com", tls_port=443), 0.0, source="static")
+    registry.publish()
+    for key, address in (("plain.com", "10.0.0.1:8080"), ("file.com", "10.0.0.1:443"),
+                         ("tls.com", "10.0.0.9:443"), ("none.com", "10.0.0.1:443")):
+        assert registry.prune_failed(key, address, 1.0) is None, key
+    entry = registry.prune_failed("TLS.com", "10.0.0.1:443", 1.0)
+    assert entry is not None and entry.endpoint.address == "10.0.0.1:443"
+    assert registry.pruned == 1
+    registry.publish()
+    assert addresses(registry, "tls.com") == ["10.0.0.2:443"]
+    assert addresses(registry, "file.com") == ["10.0.0.1:443"]
+
+
 def test_heartbeat_keeps_an_endpoint_alive_per_uri() -> None:
     registry = Registry()
     registry.register(msg("a.com", "b.com", stale_threshold_in_seconds=1), 0.0)

@@ -28,6 +28,8 @@ class Quiet:
 
     def write(self, record: dict[str, Any]) -> None: ...
 
+    def count(self, listener: str, error: bool) -> None: ...
+
     def wants(self, level: str) -> bool:
         return False
 

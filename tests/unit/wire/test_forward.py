@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pointsman.wire.forward import (
+    build_interim_head,
     build_request_head,
     build_response_head,
     cf_instance_fields,
@@ -77,6 +78,13 @@ def test_response_head_framing_and_sticky_cookie() -> None:
     assert (b"Set-Cookie", b"__VCAP_ID__=i-1; Path=/; HttpOnly; Max-Age=60; Secure") in out
     assert not any(name in (b"Connection", b"X-Gone") for name, _ in out)
     assert (b"X-Kept", b"2") in out
+
+
+def test_interim_head_keeps_its_fields_but_not_hop_by_hop_ones() -> None:
+    raw = (b"Link: </a.css>; rel=preload\r\nConnection: X-Gone\r\nX-Gone: 1\r\n"
+           b"Content-Length: 0\r\n")
+    out = build_interim_head(ResponseHead(103, b"Early Hints", "1.1", raw, -1, False, True))
+    assert out == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
 
 
 def test_sticky_request_reads_cookies() -> None:

@@ -110,6 +110,16 @@ def test_pipelined_messages_are_separate() -> None:
                                             "head", "end"]
 
 
+def test_only_an_http11_request_can_expect_100_continue() -> None:
+    heads: list[RequestHead] = []
+    parser = Recorder()
+    parser.request_received = heads.append  # type: ignore[method-assign]
+    for version in (b"1.1", b"1.0"):
+        parser.receive_data(b"POST / HTTP/" + version + b"\r\nHost: a\r\nContent-Length: 0\r\n"
+                            b"Expect: 100-continue\r\n\r\n")
+    assert [head.expect_continue for head in heads] == [True, False]
+
+
 def test_head_too_large_is_431() -> None:
     parser = Recorder(max_header_bytes=1024)
     with pytest.raises(TooLarge) as caught:
