@@ -177,6 +177,8 @@ async def _serve(spec: WorkerSpec) -> int:
         ops.apply_drained()
         for route, endpoint in spec.drained_routes:
             ops.drain_route(route, endpoint, True)
+        if runtime.routes.driver is not None:
+            runtime.routes.driver.publish_now()  # "ready" routes the leader's NATS routes too
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
         # The leader reports it (start_failed, or worker_start_failed after a crash):
