@@ -129,15 +129,19 @@ class Channel:
             return
         inbox = self._inbox
         start = 0
-        while (end := inbox.find(b"\n", start)) >= 0:
-            line = inbox[start:end]
-            start = end + 1
-            try:
-                message = _decode(line)
-            except msgspec.DecodeError:
-                continue
-            self.on_message(message)
-        del inbox[:start]  # once per chunk: per line, it moved the rest of the chunk each time
+        try:
+            while (end := inbox.find(b"\n", start)) >= 0:
+                line = inbox[start:end]
+                start = end + 1
+                try:
+                    message = _decode(line)
+                except msgspec.DecodeError:
+                    continue
+                self.on_message(message)
+        finally:
+            # Once per chunk (per line, it moved the rest of the chunk each time), and
+            # even if a handler raised: no line is handled twice.
+            del inbox[:start]
 
     def drain_inbox(self) -> None:
         """Read whatever the peer wrote before it went (its last words come first)."""

@@ -107,3 +107,24 @@ async def test_drain_inbox_reads_the_last_words_of_a_peer_that_went() -> None:
     left.close()
     receiver.drain_inbox()  # synchronously, as the leader does when it reaps a worker
     assert [message["n"] for message in received] == [1, 2] and closed == [True]
+
+
+async def test_after_a_handler_raised_no_line_comes_twice_and_none_is_lost() -> None:
+    loop = asyncio.get_running_loop()
+    left, right = socket.socketpair()
+    seen: list[int] = []
+
+    def handler(message: Any) -> None:
+        seen.append(message["i"])
+        if message["i"] == 1:
+            raise RuntimeError("handler bug")
+
+    receiver = Channel(right, loop, handler, lambda: None)
+    receiver.start()
+    left.sendall(b"".join(encode({"i": i}) for i in range(3)))
+    await asyncio.sleep(0.05)  # the reader callback raised on line 1 (logged by the loop)
+    left.sendall(encode({"i": 3}))
+    await until(lambda: 3 in seen)
+    assert seen == [0, 1, 2, 3]  # none twice, none lost: line 2 waited for the next read
+    receiver.close()
+    left.close()
