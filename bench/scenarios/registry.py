@@ -4,10 +4,12 @@ The backend is a real nats-server; the peer is ``pointsman serve`` with a
 ``[nats]`` section and the admin API. Each load run publishes N
 ``router.register`` messages for N new hosts (as a route-emitter would after
 ``router.start``) from one nats-py client, then polls the admin
-``/metrics`` until the published route table holds all of them: the rate is
-registrations per second *until routable*, and the cost is pointsman's CPU
-per registration. The table is never emptied between runs, so after the
-warm-up every run ingests into a table that already holds 100k routes or more.
+``/metrics`` until the published route table holds all of them (the
+``published_routes`` gauge: with workers, the fewest route keys any worker
+routes by, so every worker's table): the rate is registrations per second
+*until routable*, and the cost is pointsman's CPU per registration. The
+table is never emptied between runs, so after the warm-up every run ingests
+into a table that already holds 100k routes or more.
 
 There is no peer to compare with (gorouter is a Go binary outside this
 tree), so the targets are absolute and recorded in ``settings``: >= 20k
@@ -136,7 +138,8 @@ class Registry(Scenario):
     notes = (
         f"One nats-py client publishes N router.register messages for N new hosts "
         f"(N = {RUN_SIZE} for full runs), then polls /metrics every {POLL_INTERVAL * 1000:.0f} "
-        "ms until pointsman_registry_published_routes has grown by N.",
+        "ms until pointsman_registry_published_routes (the fewest route keys any worker "
+        "routes by) has grown by N.",
         "The table keeps every route between runs: after the warm-up each run ingests into "
         "a table of 100k routes or more.",
         f"Targets (absolute, no peer): >= {TARGET_NOW} reg/s now, {TARGET_GOAL} as the goal; "

@@ -6,32 +6,63 @@ Messages are small dicts with a ``type`` (``ready``, ``stats``, ``command``
 whose leader vanished (even by SIGKILL) sees end of file and quits, so no
 worker is ever orphaned.
 
+Route changes, the bulk of the traffic (a NATS flood is forwarded to every
+worker message by message), travel as compact arrays instead,
+``[op, source, registration]``, decoded straight into ``RouteChange``: the
+leader encodes the registration it already holds, once for all workers, and
+a worker gets it back without a second decode of a string inside the line.
+
+Writes are coalesced: ``send`` queues the line and everything queued in one
+loop iteration goes out in one ``send`` call at its end, in order, so a
+flood costs a syscall per batch, not per message.
+
 Runs on readiness callbacks like the rest of the I/O, on either side's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["MAX_MESSAGE", "Channel"]
+from pointsman.wire.gorouter import RegistryMessage
+
+__all__ = ["MAX_MESSAGE", "Channel", "RouteChange", "RouteOp", "encode"]
 
 MAX_MESSAGE = 16 * 1024 * 1024
 RECV_CHUNK = 256 * 1024
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+RouteOp = Literal["register", "unregister"]
+
+
+class RouteChange(msgspec.Struct, array_like=True, frozen=True):
+    """One registration to apply in a worker's registry, as its source gave it."""
+
+    op: RouteOp
+    source: Literal["nats", "admin"]
+    message: RegistryMessage
+
+
+_encoder = msgspec.json.Encoder()
+# An object is a plain message, an array a route change: a union msgspec can tell apart.
+_decode = msgspec.json.Decoder(dict[str, Any] | RouteChange).decode
+
+
+def encode(message: dict[str, Any] | RouteChange) -> bytes:
+    """One message as a line, ready for ``Channel.write`` (to send it on several channels)."""
+    return _encoder.encode(message) + b"\n"
 
 
 class Channel:
     """One end of a worker's message pipe."""
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop,
-                 on_message: Callable[[dict[str, Any]], None],
+                 on_message: Callable[[Any], None],
                  on_close: Callable[[], None]) -> None:
         self.sock = sock
         self.loop = loop
@@ -40,18 +71,30 @@ class Channel:
         self.closed = False
         self._inbox = bytearray()
         self._outbox = bytearray()
-        self._writing = False
+        self._writing = False  # waiting for the socket to have room
+        self._flushing = False  # a flush is due at the end of this loop iteration
 
     def start(self) -> None:
         self.sock.setblocking(False)
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Queue one message; written at once when the socket has room."""
+    def send(self, message: dict[str, Any] | RouteChange) -> None:
+        """Queue one message; it goes out with the others at the end of this iteration."""
+        if not self.closed:
+            self.write(_encoder.encode(message) + b"\n")
+
+    def write(self, line: bytes) -> None:
+        """Queue one line made by ``encode``."""
         if self.closed:
             return
-        self._outbox += _encode(message) + b"\n"
-        if not self._writing:
+        self._outbox += line
+        if not self._flushing and not self._writing:
+            self._flushing = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if not self.closed and not self._writing:
             self._on_writable()
 
     def _on_writable(self) -> None:
@@ -84,14 +127,21 @@ class Channel:
         if len(self._inbox) > MAX_MESSAGE:
             self.close()
             return
-        while (end := self._inbox.find(b"\n")) >= 0:
-            line = bytes(self._inbox[:end])
-            del self._inbox[:end + 1]
-            try:
-                message = _decode(line)
-            except msgspec.DecodeError:
-                continue
-            self.on_message(message)
+        inbox = self._inbox
+        start = 0
+        try:
+            while (end := inbox.find(b"\n", start)) >= 0:
+                line = inbox[start:end]
+                start = end + 1
+                try:
+                    message = _decode(line)
+                except msgspec.DecodeError:
+                    continue
+                self.on_message(message)
+        finally:
+            # Once per chunk (per line, it moved the rest of the chunk each time), and
+            # even if a handler raised: no line is handled twice.
+            del inbox[:start]
 
     def drain_inbox(self) -> None:
         """Read whatever the peer wrote before it went (its last words come first)."""
@@ -113,6 +163,10 @@ class Channel:
         if self.closed:
             return
         self.closed = True
+        if self._outbox:  # what was queued this iteration, as far as the socket takes it
+            with contextlib.suppress(OSError):
+                self.sock.send(self._outbox)
+            self._outbox.clear()
         fd = self.sock.fileno()
         if fd >= 0:
             self.loop.remove_reader(fd)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
 from pointsman.config import Config
+from pointsman.control.channel import RouteChange, RouteOp
 from pointsman.control.route_plane import RoutePlane
 from pointsman.discovery.driver import RegistryDriver
 from pointsman.discovery.registry import Registration, Registry, Source
@@ -35,7 +35,7 @@ _GOROUTER_BALANCE = {ours: theirs for theirs, ours in LOAD_BALANCING.items()}
 class FanoutDriver(RegistryDriver):
     """A driver that tells ``forward`` about every NATS change it applied."""
 
-    forward: Callable[[dict[str, Any]], None] | None = None
+    forward: Callable[[RouteChange], None] | None = None
 
     def register(self, message: RegistryMessage, source: Source = "nats") -> int:
         changed = super().register(message, source)
@@ -53,14 +53,17 @@ class FanoutDriver(RegistryDriver):
         for key, entry in entries:
             self._send("unregister", message_of(key, entry, self.registry))
 
-    def _send(self, op: str, message: RegistryMessage) -> None:
+    def _send(self, op: RouteOp, message: RegistryMessage) -> None:
         if self.forward is not None:
-            self.forward({"type": "route", "op": op, "source": "nats",
-                          "body": encode_registration(message).decode()})
+            self.forward(RouteChange(op, "nats", message))
 
 
 class LeaderRoutePlane(RoutePlane):
     """The leader's plane: its driver forwards to ``forward`` from its first message.
+
+    Its registry builds no route table (the leader serves no request): what
+    requests are routed by is the workers' tables, whose sizes the leader
+    learns from the workers (``published_routes``).
 
     ``forward`` is set before ``start`` because NATS delivers as soon as the
     subscriptions exist, inside ``start``: clients answer ``router.start`` at
@@ -69,7 +72,8 @@ class LeaderRoutePlane(RoutePlane):
     """
 
     driver_class = FanoutDriver
-    forward: Callable[[dict[str, Any]], None] | None = None
+    publishes_tables = False  # the workers route; the leader keeps the registry alone
+    forward: Callable[[RouteChange], None] | None = None
 
     def _new_driver(self, loop: asyncio.AbstractEventLoop) -> RegistryDriver:
         driver = super()._new_driver(loop)

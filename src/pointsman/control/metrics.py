@@ -6,7 +6,10 @@ labels. Counters of workers that have exited (reloads, crashes) are kept and
 added in, so a total never goes backwards because a worker was replaced.
 Families the leader exports itself (the route registry, which every process
 holds a copy of) are taken from the leader alone, not summed N times, and
-per-process families (``process_*``, ``python_*``) are left out.
+per-process families (``process_*``, ``python_*``) are left out. The
+leader's registry builds no route table, so it exports no
+``pointsman_registry_publishes`` (the workers' sum shows instead) and its
+``pointsman_registry_published_routes`` is the fewest any worker routes by.
 
 Also here: the process model's own families (workers, reloads, restarts,
 and per-listener connections, requests and errors).

@@ -50,7 +50,7 @@ from pointsman.control import notify
 from pointsman.control.admin import Admin
 from pointsman.control.admin_kv import AdminKv
 from pointsman.control.admin_state import AdminState, default_state_file
-from pointsman.control.channel import Channel
+from pointsman.control.channel import Channel, RouteChange, encode
 from pointsman.control.daemon import remove_pidfile, write_pidfile
 from pointsman.control.fanout import (
     LeaderRoutePlane,
@@ -67,7 +67,7 @@ from pointsman.control.supervise import Backoff, StartFailed, Worker, describe_s
 from pointsman.control.validate import validate
 from pointsman.control.worker import LEADER_SIGNALS, WorkerSpec, run_worker
 from pointsman.serve.provision import sweep_leftovers
-from pointsman.wire.gorouter import RegistryMessage, decode_registration, encode_registration
+from pointsman.wire.gorouter import RegistryMessage, decode_registration
 
 __all__ = ["Leader", "serve", "worker_count"]
 
@@ -120,6 +120,7 @@ class Leader:
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.plane = LeaderRoutePlane(config, self.events, self.metrics_registry)
         self.plane.forward = self.broadcast
+        self.plane.published_routes = self.published_routes
         self.state = AdminState(_state_file(config, config_path))
         self.kv: AdminKv | None = None  # the cluster's copy of ``state.routes``, with NATS
         self.admin: Admin | None = None
@@ -521,10 +522,21 @@ class Leader:
                 totals[name] = totals.get(name, 0) + int(count)
         return totals
 
-    def broadcast(self, message: dict[str, Any]) -> None:
+    def published_routes(self) -> int:
+        """Route keys every serving worker routes by: the fewest any of them published.
+
+        Each worker reports its table's size soon after each publish
+        (``worker.ROUTES_REPORT_INTERVAL``); one that has not reported yet counts 0.
+        """
+        return min((worker.published_routes or 0 for worker in self.current.values()
+                    if worker.alive), default=0)
+
+    def broadcast(self, message: dict[str, Any] | RouteChange) -> None:
+        """Every worker that is not retiring gets ``message`` (encoded once for all)."""
+        line = encode(message)
         for worker in list(self.workers.values()):
             if worker.channel is not None and not worker.retiring:
-                worker.channel.send(message)
+                worker.channel.write(line)
 
     def route_changed(self, op: str, message: RegistryMessage) -> None:
         """An admin-API change the leader applied: every worker applies it; it is saved."""
@@ -534,8 +546,8 @@ class Leader:
 
     def _spread_and_save(self, op: str, message: RegistryMessage) -> None:
         """Every worker applies the route change, and the state file keeps it."""
-        self.broadcast({"type": "route", "op": op,
-                        "body": encode_registration(message).decode()})
+        self.broadcast(RouteChange("register" if op == "register" else "unregister", "admin",
+                                   message))
         if op == "register":
             self.state.registered(message)
         else:

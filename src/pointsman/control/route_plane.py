@@ -10,6 +10,7 @@ registrations. Admin-fed and file routes work without NATS.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -28,6 +29,8 @@ __all__ = ["RoutePlane"]
 class RoutePlane:
     # The driver type; a leader's plane uses one that forwards changes to its workers.
     driver_class: type[RegistryDriver] = RegistryDriver
+    # Whether the registry builds route tables; a leader's serves no request, so it does not.
+    publishes_tables = True
 
     def __init__(self, config: Config, events: Any,
                  metrics: CollectorRegistry = REGISTRY) -> None:
@@ -35,9 +38,12 @@ class RoutePlane:
         self.events = events
         self.metrics = metrics
         self.holder = TableHolder()
-        self.registry = Registry.from_settings(config.registry, holder=self.holder)
+        self.registry = Registry.from_settings(config.registry, holder=self.holder,
+                                               publishes=self.publishes_tables)
         self.driver: RegistryDriver | None = None
         self.nats: NatsRegistry | None = None
+        # What requests are routed by, when not this registry's table (a leader's workers').
+        self.published_routes: Callable[[], int] | None = None
         self._collector: RegistryCollector | None = None
 
     async def start(self) -> None:
@@ -52,7 +58,7 @@ class RoutePlane:
             # Returns once the router.* subscriptions are in place (or NATS is not
             # reachable yet), so the "ready" that follows means routable.
             await self.nats.start()
-        self._collector = RegistryCollector(self.driver, self.nats)
+        self._collector = RegistryCollector(self.driver, self.nats, self.published_routes)
         self.metrics.register(self._collector)
 
     def _new_driver(self, loop: asyncio.AbstractEventLoop) -> RegistryDriver:

@@ -50,6 +50,7 @@ class Worker:
     failure: str = ""
     listeners: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    published_routes: int | None = None  # route keys in its table, as it last reported
     on_reply: Callable[[dict[str, Any]], None] | None = None
     on_endpoint_failed: Callable[[str, str], object] | None = None
 
@@ -62,6 +63,8 @@ class Worker:
             self.failure = str(message.get("error", ""))
         elif kind == "stats":
             self.stats = message
+        elif kind == "routes":
+            self.published_routes = int(message.get("published") or 0)
         elif kind == "reply" and self.on_reply is not None:
             self.on_reply(message)
         elif kind == "endpoint_failed" and self.on_endpoint_failed is not None:

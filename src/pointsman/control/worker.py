@@ -15,6 +15,12 @@ Then the worker runs an ordinary ``Runtime`` on a fresh (uv)loop, with the
 listening sockets the leader bound, tells the leader it is ready over its
 channel, reports its counters every second, and exits when told (QUIT
 drains, TERM cuts) or when the channel says the leader is gone.
+
+After each route table it publishes, a worker also tells the leader how many
+route keys it now routes by (``routes``), at most every
+``ROUTES_REPORT_INTERVAL``: the leader's ``published_routes`` gauge is the
+fewest any worker routes by, so it says when a registration is routable
+everywhere within milliseconds, not at the next one-second stats.
 """
 
 from __future__ import annotations
@@ -26,22 +32,31 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from pointsman.config import Config
 from pointsman.control import probes
-from pointsman.control.channel import Channel
+from pointsman.control.channel import Channel, RouteChange
 from pointsman.control.privileges import Identity, drop
 from pointsman.control.runtime import Runtime
 from pointsman.control.worker_ops import WorkerOps
 
-__all__ = ["LEADER_SIGNALS", "STATS_INTERVAL", "WorkerSpec", "run_worker"]
+__all__ = ["LEADER_SIGNALS", "ROUTES_REPORT_INTERVAL", "STATS_INTERVAL", "RoutesReporter",
+           "WorkerSpec", "run_worker"]
 
 LEADER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
                             signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
 STATS_INTERVAL = 1.0
+ROUTES_REPORT_INTERVAL = 0.02
+"""At most this often a worker reports its published route count to the leader.
+
+The first publish after a quiet spell is reported at once; publishes within
+this interval of a report are folded into one report at its end, so a flood
+of registrations (a publish every few milliseconds) costs the leader a tiny
+message every 20 ms, and the count it shows lags the worker by no more.
+"""
 BUILT_IN_PROBES = (probes.gateway, probes.provision)  # registered in WORKER_CALLS on import
 EXIT_START_FAILED = 1
 EXIT_CRASHED = 70
@@ -141,7 +156,7 @@ async def _serve(spec: WorkerSpec) -> int:
     ops = WorkerOps(runtime)
     ops.drained = set(spec.drained)
 
-    def on_message(message: dict[str, Any]) -> None:
+    def on_message(message: dict[str, Any] | RouteChange) -> None:
         reply = ops.handle(message)
         if reply is not None:
             channel.send(reply)
@@ -162,6 +177,8 @@ async def _serve(spec: WorkerSpec) -> int:
         ops.apply_drained()
         for route, endpoint in spec.drained_routes:
             ops.drain_route(route, endpoint, True)
+        if runtime.routes.driver is not None:
+            runtime.routes.driver.publish_now()  # "ready" routes the leader's NATS routes too
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
         # The leader reports it (start_failed, or worker_start_failed after a crash):
@@ -171,13 +188,55 @@ async def _serve(spec: WorkerSpec) -> int:
         await asyncio.sleep(0)  # let the message out before exiting
         return EXIT_START_FAILED
     runtime.install_signal_handlers(worker=True)
+    routes = RoutesReporter(loop, channel, lambda: len(runtime.routes.holder.table))
+    if runtime.routes.driver is not None:
+        runtime.routes.driver.on_publish = routes.published
+    routes.published()  # what it routes by from the start (the file's routes, a snapshot)
     channel.send({"type": "ready", "pid": os.getpid(), "listeners": runtime.describe()})
     reporter = loop.create_task(_report(ops, channel))
     await runtime.stopped.wait()
     reporter.cancel()
+    routes.stop()
     channel.send(ops.stats())  # the final counts, so the leader's totals lose nothing
     await asyncio.sleep(0)
     return 0
+
+
+class RoutesReporter:
+    """Tells the leader how many route keys this worker routes by, soon after each publish."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, channel: Channel,
+                 count: Callable[[], int], interval: float = ROUTES_REPORT_INTERVAL) -> None:
+        self.loop = loop
+        self.channel = channel
+        self.count = count
+        self.interval = interval
+        self._last = -interval
+        self._sent: int | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def published(self) -> None:
+        """A table was published: report now, or once at the end of the current interval."""
+        if self._handle is not None:
+            return
+        wait = self._last + self.interval - self.loop.time()
+        if wait <= 0:
+            self._report()
+        else:
+            self._handle = self.loop.call_later(wait, self._report)
+
+    def _report(self) -> None:
+        self._handle = None
+        self._last = self.loop.time()
+        count = self.count()
+        if count != self._sent:
+            self._sent = count
+            self.channel.send({"type": "routes", "published": count})
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def _report(ops: WorkerOps, channel: Channel) -> None:

@@ -4,8 +4,9 @@ The leader is the one place operators talk to (admin API, signals); the
 workers hold the state traffic needs. Each instruction is a small message on
 the worker's channel:
 
-* ``route`` -- an admin-API route change, applied to this worker's registry
-  exactly as the leader applied it to its own (so every worker routes alike);
+* a ``RouteChange`` -- an admin-API or NATS route change, applied to this
+  worker's registry exactly as the leader applied it to its own (so every
+  worker routes alike);
 * ``drain`` -- take one upstream endpoint, or one endpoint of an HTTP route
   key, out of balancing (its open connections and requests finish) or put it
   back;
@@ -27,9 +28,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY, generate_latest
 
+from pointsman.control.channel import RouteChange
 from pointsman.control.runtime import Runtime
 from pointsman.discovery.registry import Source
-from pointsman.wire.gorouter import MalformedRegistration, decode_registration
+from pointsman.wire.gorouter import MalformedRegistration, RegistryMessage, decode_registration
 
 __all__ = ["MAX_CONNECTIONS_LISTED", "WORKER_CALLS", "WorkerOps"]
 
@@ -51,13 +53,13 @@ class WorkerOps:
 
     # -- instructions -------------------------------------------------------------------------
 
-    def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+    def handle(self, message: dict[str, Any] | RouteChange) -> dict[str, Any] | None:
         """Apply one message; the reply to send back, if it asked a question."""
+        if isinstance(message, RouteChange):
+            self.apply(message.op, message.message, message.source)
+            return None
         kind = message.get("type")
-        if kind == "route":
-            source: Source = "nats" if message.get("source") == "nats" else "admin"
-            self.apply_route(str(message.get("op")), str(message.get("body", "")), source)
-        elif kind == "drain" and message.get("route") is not None:
+        if kind == "drain" and message.get("route") is not None:
             self.drain_route(str(message.get("route")), str(message.get("endpoint")),
                              bool(message.get("on", True)))
         elif kind == "drain":
@@ -83,12 +85,17 @@ class WorkerOps:
         return None
 
     def apply_route(self, op: str, body: str, source: Source = "admin") -> None:
-        driver = self.runtime.routes.driver
-        if driver is None:
-            return
+        """``apply`` for a registration body (the routes a worker is given at fork time)."""
         try:
             message = decode_registration(body)
         except MalformedRegistration:
+            return
+        self.apply(op, message, source)
+
+    def apply(self, op: str, message: RegistryMessage, source: Source = "admin") -> None:
+        """A route change the leader applied, applied here exactly alike."""
+        driver = self.runtime.routes.driver
+        if driver is None:
             return
         if op == "register":
             driver.register(message, source)

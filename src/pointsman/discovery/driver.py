@@ -12,6 +12,9 @@ to reach goes at once, ``endpoint_failed``); ``suspend`` stops it (NATS is
 unreachable) and ``resume_after`` restarts it after a delay, freshening
 every endpoint first, as gorouter does after a reconnect.
 
+A registry that publishes no table (a leader's) gets the same timers and
+heap upkeep; its changes just schedule no publish.
+
 Empty pools the registry keeps (``empty_pool_timeout``) are deleted by a
 timer of their own, armed for the oldest one, so a worker (which never
 prunes) drops them on time too. Messages stamped with
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pointsman.discovery.latency import RegistrationLatency
@@ -86,6 +90,8 @@ class RegistryDriver:
         self.publishes = 0
         self.last_publish_seconds = 0.0
         self.latency = RegistrationLatency()
+        # Called after each snapshot is published (a worker tells its leader what it routes).
+        self.on_publish: Callable[[], None] | None = None
         self._frozen_at = 0
         self._publish_handle: asyncio.TimerHandle | None = None
         self._prune_handle: asyncio.TimerHandle | None = None
@@ -130,7 +136,13 @@ class RegistryDriver:
         return changed
 
     def changed(self) -> None:
-        """Something is dirty: publish soon, once, whatever else arrives meanwhile."""
+        """Something is dirty: publish soon, once, whatever else arrives meanwhile.
+
+        A registry that publishes no table has nothing to wait for: only its upkeep runs.
+        """
+        if not self.registry.publishes:
+            self._upkeep()
+            return
         if self._publish_handle is None:
             delay = min(MAX_PUBLISH_DELAY,
                         max(self.publish_delay, PUBLISH_DUTY * self.last_publish_seconds))
@@ -140,20 +152,26 @@ class RegistryDriver:
         if self._publish_handle is not None:
             self._publish_handle.cancel()
             self._publish_handle = None
-        if not self.registry.pending:
-            return
-        started = time.perf_counter()
-        self.registry.publish()
-        self.last_publish_seconds = time.perf_counter() - started
-        self.publishes += 1
-        if self.registry.keep_empty_pools:
+        if self.registry.pending:
+            started = time.perf_counter()
+            self.registry.publish()
+            self.last_publish_seconds = time.perf_counter() - started
+            self.publishes += 1
+            if self.on_publish is not None:
+                self.on_publish()
+        self._upkeep()
+
+    def _upkeep(self) -> None:
+        """After changes: the empty-pool timer, and the heap frozen as the registry grows."""
+        registry = self.registry
+        if registry.keep_empty_pools:
             self._arm_empty()
-        if self.registry.endpoint_count - self._frozen_at >= GC_FREEZE_GROWTH:
+        if registry.endpoint_count - self._frozen_at >= GC_FREEZE_GROWTH:
             gc.collect()
             gc.freeze()
-            self._frozen_at = self.registry.endpoint_count
-        elif self.registry.endpoint_count < self._frozen_at:
-            self._frozen_at = self.registry.endpoint_count
+            self._frozen_at = registry.endpoint_count
+        elif registry.endpoint_count < self._frozen_at:
+            self._frozen_at = registry.endpoint_count
 
     # -- empty pools ----------------------------------------------------------------
 

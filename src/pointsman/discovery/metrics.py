@@ -9,7 +9,7 @@ when ``/metrics`` is scraped. Names follow gorouter's where it has one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -29,11 +29,18 @@ class NatsStats(Protocol):
 
 
 class RegistryCollector(Collector):
-    """Exposes one driver's registry (and its NATS link, when there is one)."""
+    """Exposes one driver's registry (and its NATS link, when there is one).
 
-    def __init__(self, driver: RegistryDriver, nats: NatsStats | None = None) -> None:
+    ``published`` counts the route keys requests are routed by, when that is
+    not this registry's own table: a leader's registry builds none, and its
+    workers' tables are what serve.
+    """
+
+    def __init__(self, driver: RegistryDriver, nats: NatsStats | None = None,
+                 published: Callable[[], int] | None = None) -> None:
         self.driver = driver
         self.nats = nats
+        self.published = published
 
     def collect(self) -> Iterator[Any]:
         registry = self.driver.registry
@@ -62,8 +69,9 @@ class RegistryCollector(Collector):
         yield _counter("pointsman_registry_empty_pools_deleted",
                        "empty pools deleted after empty_pool_timeout",
                        registry.empty_pools_expired)
-        yield _counter("pointsman_registry_publishes", "route table snapshots published",
-                       self.driver.publishes)
+        if registry.publishes:  # else the tables are elsewhere (a leader's workers' sum)
+            yield _counter("pointsman_registry_publishes", "route table snapshots published",
+                           self.driver.publishes)
         latency = self.driver.latency
         histogram = HistogramMetricFamily(
             "pointsman_registry_route_registration_latency_seconds",
@@ -71,9 +79,10 @@ class RegistryCollector(Collector):
         histogram.add_metric([], latency.buckets(), latency.total)
         yield histogram
         yield _gauge("pointsman_registry_total_routes", "route keys in the table", len(registry))
+        published = self.published() if self.published is not None else len(registry.table)
         yield _gauge("pointsman_registry_published_routes",
-                     "route keys in the published table (what requests see)",
-                     len(registry.table))
+                     "route keys in the published table (what requests see; with workers, "
+                     "the fewest any serving worker routes by)", published)
         yield _gauge("pointsman_registry_endpoints", "registered endpoints over all routes",
                      registry.endpoint_count)
         yield _gauge("pointsman_registry_pruning_suspended",

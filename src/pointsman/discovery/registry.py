@@ -55,6 +55,12 @@ route keys dirty, and ``publish`` turns only those keys into a new
 ``RouteTable`` snapshot. A heartbeat that changes nothing marks nothing, and
 many changes between two publishes cost one snapshot. Time is always passed
 in; nothing here reads a clock or does I/O.
+
+A registry made with ``publishes=False`` keeps the bookkeeping alone (the
+endpoints, their ages, pruning, ``describe``) and never builds a table: a
+leader process, which serves no request, answers ``/routes`` and forwards
+changes from it, and building snapshots nobody reads cost it a third of its
+time under a registration flood.
 """
 
 from __future__ import annotations
@@ -147,13 +153,12 @@ def _protocol(protocol: str) -> str:
 
 
 def endpoint_of(message: RegistryMessage) -> Endpoint:
-    """The routing table's view of one registration."""
-    return Endpoint(
-        host=message.host, port=message.endpoint_port, tls=message.tls, app=message.app,
-        instance_id=message.private_instance_id,
-        instance_index=message.private_instance_index, tags=message.tag_items,
-        server_cert_domain_san=message.server_cert_domain_san,
-        route_service_url=message.route_service_url)
+    """The routing table's view of one registration (made once per registration)."""
+    tls_port = message.tls_port
+    return Endpoint(message.host, tls_port or message.port, tls_port != 0, message.app,
+                    message.private_instance_id, message.private_instance_index,
+                    message.tag_items, message.server_cert_domain_san,
+                    message.route_service_url)
 
 
 class Registration(msgspec.Struct, gc=False):
@@ -180,12 +185,11 @@ class Registration(msgspec.Struct, gc=False):
                 and self.protocol == _protocol(message.protocol))
 
 
-class _Pool:
-    __slots__ = ("balance", "entries")
+class _Pool(msgspec.Struct):
+    """One route key's endpoints by address, and how the key balances."""
 
-    def __init__(self, balance: str) -> None:
-        self.entries: dict[str, Registration] = {}
-        self.balance = balance
+    balance: str
+    entries: dict[str, Registration] = msgspec.field(default_factory=dict)
 
 
 class _Put(msgspec.Struct, gc=False):
@@ -193,6 +197,7 @@ class _Put(msgspec.Struct, gc=False):
 
     message: RegistryMessage
     endpoint: Endpoint
+    address: str
     source: str
     rank: int
     stale_after: float
@@ -206,7 +211,7 @@ class Registry:
     def __init__(self, prune_threshold: float = 120.0, default_balance: str = "round_robin",
                  holder: TableHolder | None = None, *, sharding_mode: str = "all",
                  isolation_segments: Iterable[str] = (),
-                 keep_empty_pools: float = 0.0) -> None:
+                 keep_empty_pools: float = 0.0, publishes: bool = True) -> None:
         if sharding_mode not in SHARDING_MODES:
             raise ValueError(f"unknown routing_table_sharding_mode {sharding_mode!r}")
         self.prune_threshold = prune_threshold
@@ -215,6 +220,7 @@ class Registry:
         self.sharding_mode = sharding_mode
         self.isolation_segments = frozenset(isolation_segments)
         self.keep_empty_pools = keep_empty_pools
+        self.publishes = publishes  # False: no table is built; ``pending`` stays False
         self._pools: dict[str, _Pool] = {}
         # Empty pools kept for ``keep_empty_pools``: key -> when it became empty.
         # Insertion order is emptying order, so the first one expires first.
@@ -235,13 +241,14 @@ class Registry:
         self.last_update: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: RegistryConfig,
-                      holder: TableHolder | None = None) -> Registry:
+    def from_settings(cls, settings: RegistryConfig, holder: TableHolder | None = None,
+                      publishes: bool = True) -> Registry:
         """A registry for a ``RegistryConfig``: thresholds, sharding, empty-pool rule."""
         keep = settings.empty_pool_timeout if settings.empty_pool_response_code_503 else 0.0
         return cls(settings.prune_threshold, holder=holder,
                    sharding_mode=settings.routing_table_sharding_mode,
-                   isolation_segments=settings.isolation_segments, keep_empty_pools=keep)
+                   isolation_segments=settings.isolation_segments, keep_empty_pools=keep,
+                   publishes=publishes)
 
     def accepts(self, message: RegistryMessage, source: Source = "nats") -> bool:
         """Whether ``message`` is in this router's shard (the file's routes always are)."""
@@ -268,7 +275,8 @@ class Registry:
         for uri in message.uris:
             key = route_key(uri)
             if key and self._put(key, put, now)[1]:
-                self._dirty.add(key)
+                if self.publishes:
+                    self._dirty.add(key)
                 changed += 1
         return changed
 
@@ -280,7 +288,7 @@ class Registry:
         """
         key = route_key(uri)
         result, dirty = self._put(key, self._prepare(message, source, tag), now)
-        if dirty:
+        if dirty and self.publishes:
             self._dirty.add(key)
         return result
 
@@ -291,10 +299,13 @@ class Registry:
             stale_after = self.prune_threshold
         else:
             stale_after = float(threshold)
-        balance = LOAD_BALANCING.get(message.load_balancing) if message.load_balancing else None
-        if message.load_balancing and balance is None:
-            self.invalid_balancing += 1
-        return _Put(message, endpoint_of(message), source, RANKS[source], stale_after,
+        balance = None
+        if message.options is not None and (wanted := message.options.loadbalancing):
+            balance = LOAD_BALANCING.get(wanted)
+            if balance is None:
+                self.invalid_balancing += 1
+        endpoint = endpoint_of(message)
+        return _Put(message, endpoint, endpoint.address, source, RANKS[source], stale_after,
                     balance, tag)
 
     def _put(self, key: str, put: _Put, now: float) -> tuple[PutResult, bool]:
@@ -306,7 +317,7 @@ class Registry:
             self._empty.pop(key, None)
         entries = pool.entries
         endpoint = put.endpoint
-        address = endpoint.address
+        address = put.address
         old = entries.get(address)
         dirty = False
         if old is None:
@@ -378,7 +389,8 @@ class Registry:
                 self._empty[key] = now
             else:
                 del self._pools[key]
-        self._dirty.add(key)
+        if self.publishes:
+            self._dirty.add(key)
 
     def replace_static(self, messages: Iterable[RegistryMessage], now: float) -> int:
         """Make the ``static`` endpoints exactly ``messages`` (a config reload)."""
@@ -402,7 +414,7 @@ class Registry:
             self._drained.add(item)
         else:
             self._drained.discard(item)
-        if item[0] in self._pools:
+        if item[0] in self._pools and self.publishes:
             self._dirty.add(item[0])
         return True
 
@@ -479,7 +491,8 @@ class Registry:
         for key in expired:
             del self._empty[key]
             del self._pools[key]
-            self._dirty.add(key)
+        if self.publishes:
+            self._dirty.update(expired)
         self.empty_pools_expired += len(expired)
         return expired
 
@@ -495,7 +508,10 @@ class Registry:
         return self.holder.table
 
     def publish(self) -> RouteTable | None:
-        """Put the changed keys into a new snapshot in ``holder``; ``None`` if none changed."""
+        """Put the changed keys into a new snapshot in ``holder``; ``None`` if none changed.
+
+        Always ``None`` for a registry made with ``publishes=False``: nothing is dirty.
+        """
         if not self._dirty:
             return None
         dirty, self._dirty = self._dirty, set()
@@ -507,21 +523,28 @@ class Registry:
             pool = pools.get(key)
             if pool is None:
                 removed.append(key)
-            elif drained:
-                endpoints = tuple(entry.endpoint for address, entry in pool.entries.items()
-                                  if (key, address) not in drained)
-                upserts.append(RoutePool(key, endpoints, pool.balance))
+                continue
+            entries = pool.entries
+            endpoints: tuple[Endpoint, ...]
+            if len(entries) == 1:  # most keys: one endpoint, worked out without generators
+                ((address, entry),) = entries.items()
+                endpoint = entry.endpoint
+                service = endpoint.route_service_url
+                endpoints = () if drained and (key, address) in drained else (endpoint,)
             else:
-                endpoints = tuple(entry.endpoint for entry in pool.entries.values())
-                service = next((e.route_service_url for e in endpoints
-                                if e.route_service_url), "")
-                if service:
-                    # No route services here: published without endpoints, so a
-                    # request is refused (502) instead of going around the service.
-                    upserts.append(RoutePool(key, (), pool.balance,
-                                             route_service_url=service))
+                service = next((entry.endpoint.route_service_url for entry in entries.values()
+                                if entry.endpoint.route_service_url), "")
+                if drained:
+                    endpoints = tuple(entry.endpoint for address, entry in entries.items()
+                                      if (key, address) not in drained)
                 else:
-                    upserts.append(RoutePool(key, endpoints, pool.balance))
+                    endpoints = tuple(entry.endpoint for entry in entries.values())
+            if service:
+                # No route services here: published without endpoints, so a request
+                # is refused (502) instead of going around the service, drained or not.
+                upserts.append(RoutePool(key, (), pool.balance, route_service_url=service))
+            else:
+                upserts.append(RoutePool(key, endpoints, pool.balance))
         table = self.holder.table.with_changes(upserts, removed)
         self.holder.table = table
         return table

@@ -26,7 +26,8 @@ a route service pointsman cannot call).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+
+import msgspec
 
 __all__ = ["Endpoint", "RoutePool", "RouteTable", "TableHolder", "route_key", "split_key"]
 
@@ -53,9 +54,14 @@ def split_key(key: str) -> tuple[str, str]:
     return key[:cut], key[cut:]
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One backend instance, as a registration or the static config names it."""
+class Endpoint(msgspec.Struct, frozen=True, gc=False):
+    """One backend instance, as a registration or the static config names it.
+
+    A frozen ``msgspec.Struct`` rather than a frozen dataclass: one is made
+    per registration (and a pool per changed route key) on the ingest path,
+    where a frozen dataclass's ``__init__`` cost several times as much, and
+    holding no cycles it need not be tracked by the cycle collector.
+    """
 
     host: str
     port: int
@@ -75,8 +81,7 @@ class Endpoint:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class RoutePool:
+class RoutePool(msgspec.Struct, frozen=True, gc=False):
     """What one route key maps to: its endpoints and how to choose among them.
 
     A pool with a ``static_root`` is answered from files under that folder
@@ -105,8 +110,11 @@ class _Host:
     def __init__(self, paths: dict[str, RoutePool]) -> None:
         self.paths = paths
         root = paths.get("")
-        self.root = root if root is not None and root.serves else None
-        self.depth = max((p.count("/") for p in paths), default=0)
+        self.root = root if root is not None and (root.endpoints or root.static_root) else None
+        if len(paths) == 1:  # most hosts: one route key, often the bare host
+            self.depth = next(iter(paths)).count("/")
+        else:
+            self.depth = max((p.count("/") for p in paths), default=0)
 
     def match(self, path: str) -> RoutePool | None:
         """Longest registered prefix of ``path`` (lower-cased, no query) with endpoints."""

@@ -99,7 +99,9 @@ class RegistryMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     def tag_items(self) -> tuple[tuple[str, str], ...]:
         """The tags as sorted pairs, hashable for the route table."""
         tags = self.tags
-        return tuple(sorted(tags.items())) if tags else ()
+        if len(tags) > 1:
+            return tuple(sorted(tags.items()))
+        return tuple(tags.items())
 
 
 class _Nullable(msgspec.Struct):

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from harness import NatsServer
 from pointsman.config import Config, NatsConfig
+from pointsman.control.channel import RouteChange
 from pointsman.control.fanout import LeaderRoutePlane, nats_snapshot
 from pointsman.control.logs import JsonLog
 from pointsman.discovery.registry import Registry
@@ -58,7 +59,7 @@ async def test_leader_plane_forwards_registrations_from_its_first_message(
 
     await client.subscribe("router.start", cb=answer)
     await client.flush()
-    forwarded: list[dict[str, Any]] = []
+    forwarded: list[RouteChange] = []
     plane = LeaderRoutePlane(Config(nats=NatsConfig(servers=[nats_server.url],
                                                     routes_bucket="")), JsonLog("off"),
                              CollectorRegistry())
@@ -69,8 +70,8 @@ async def test_leader_plane_forwards_registrations_from_its_first_message(
         while not forwarded:
             assert time.monotonic() < deadline, "nothing forwarded"
             await asyncio.sleep(0.005)
-        assert forwarded[0]["op"] == "register" and forwarded[0]["source"] == "nats"
-        assert json.loads(forwarded[0]["body"])["uris"] == ["a.example.com"]
+        assert forwarded[0].op == "register" and forwarded[0].source == "nats"
+        assert forwarded[0].message.uris == ("a.example.com",)
     finally:
         await plane.stop()
         await client.close()

@@ -100,3 +100,34 @@ async def test_stamped_registrations_feed_the_latency_histogram() -> None:
     assert 2.0 <= driver.latency.total < 3.0
     assert dict(driver.latency.buckets())["2.5"] == 1.0
     driver.stop()
+
+
+async def test_a_registry_without_tables_still_expires_empty_pools_and_publishes_nothing(
+        ) -> None:
+    registry = Registry(keep_empty_pools=0.05, publishes=False)
+    driver = RegistryDriver(registry, asyncio.get_running_loop(), prune_interval=30,
+                            publish_delay=0.005)
+    published: list[int] = []
+    driver.on_publish = lambda: published.append(len(registry.table))
+    driver.start()
+    driver.register(msg("a.com"))
+    driver.unregister(msg("a.com"))
+    assert len(registry) == 1  # kept, empty
+    await asyncio.sleep(0.15)
+    assert len(registry) == 0 and registry.empty_pools_expired == 1
+    assert driver.publishes == 0 and published == [] and len(registry.table) == 0
+    driver.stop()
+
+
+async def test_on_publish_is_told_after_each_snapshot() -> None:
+    registry = Registry()
+    driver = RegistryDriver(registry, asyncio.get_running_loop(), prune_interval=30,
+                            publish_delay=0.005)
+    published: list[int] = []
+    driver.on_publish = lambda: published.append(len(registry.table))
+    driver.start()
+    for port in range(1, 11):
+        driver.register(msg(f"h{port}.com", port))
+    await asyncio.sleep(0.05)
+    assert published == [10]
+    driver.stop()

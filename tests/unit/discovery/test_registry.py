@@ -397,6 +397,20 @@ def test_a_route_service_pool_is_published_without_endpoints() -> None:
     assert pool is not None and [e.port for e in pool.endpoints] == [2]
 
 
+def test_a_route_service_pool_is_refused_even_while_something_is_drained() -> None:
+    registry = Registry()
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("rs.com", port=2), 0.0)
+    registry.register(msg("one.com", port=3, route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("b.com", port=4), 0.0)
+    registry.set_drained("b.com", "10.0.0.1:4", True)  # any drain anywhere
+    registry.publish()
+    for host in ("rs.com", "one.com"):
+        assert registry.table.lookup(host, "/") is None, host
+        refused = registry.table.lookup_empty(host, "/")
+        assert refused is not None and refused.route_service_url == "https://rs.example.com"
+
+
 def test_a_drained_endpoint_leaves_the_pool_but_stays_listed() -> None:
     registry = Registry()
     registry.register(msg("a.com", port=1), 0.0)
@@ -423,3 +437,23 @@ def test_draining_every_endpoint_leaves_the_key_unroutable() -> None:
     registry.publish()
     assert addresses(registry, "a.com") == []
     assert registry.drained == frozenset({("a.com", "10.0.0.1:1")})
+
+
+def test_a_registry_that_publishes_no_table_keeps_its_bookkeeping() -> None:
+    registry = Registry(prune_threshold=10, keep_empty_pools=5.0, publishes=False)
+    assert registry.register(msg("a.com", "b.com/api"), 0.0) == 2
+    assert registry.register(msg("a.com", port=9090, stale_threshold_in_seconds=1), 0.0) == 1
+    assert registry.set_drained("a.com", "10.0.0.1:8080", True)
+    assert not registry.pending and registry.publish() is None
+    assert len(registry.table) == 0  # never built
+    assert len(registry) == 2 and registry.endpoint_count == 3
+    described = registry.describe(0.0)
+    assert sorted(row["address"] for row in described["a.com"]) == \
+        ["10.0.0.1:8080", "10.0.0.1:9090"]
+    assert [row["draining"] for row in described["a.com"]
+            if row["address"] == "10.0.0.1:8080"] == [True]
+    assert [key for key, _ in registry.prune(2.0)] == ["a.com"]  # the 1 s threshold
+    assert registry.unregister(msg("b.com/api"), 3.0) == 1
+    assert registry.next_empty_expiry == 8.0
+    assert registry.expire_empty_pools(8.0) == ["b.com/api"]
+    assert not registry.pending and len(registry.table) == 0
