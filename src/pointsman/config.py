@@ -133,11 +133,18 @@ class HttpBackends(Base):
     the system's (gorouter's ``ca_certs``). ``cert_file`` and ``key_file``: the
     client certificate presented to backends that ask for one (mTLS; gorouter's
     ``backends.cert_chain`` and ``private_key``). Paths are relative to the file.
+
+    ``availability_zone`` is this router's zone (gorouter's ``zone``); with
+    ``az_preference = "locally-optimistic"`` (gorouter's
+    ``balancing_algorithm_az_preference``) a request's first attempt goes to an
+    endpoint registered in that zone when one can take it, and retries to any.
     """
 
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    availability_zone: str = ""
+    az_preference: Literal["none", "locally-optimistic"] = "none"
 
 
 class HttpListener(Base, tag="http", tag_field="protocol"):

@@ -215,3 +215,29 @@ async def test_route_service_routes_are_refused_and_balancing_option_is_honoured
     assert listed["guarded.example.com"][0]["route_service_url"] == \
         "https://auth.example.com/check"
     assert listed["lc.example.com"][0]["load_balancing_algorithm"] == "least-connection"
+
+
+async def test_locally_optimistic_prefers_the_routers_zone_then_any(
+        nats_server: NatsServer, client: Client, pointsman: Factory,
+        write_config: WriteConfig, backends: list[Backend]) -> None:
+    text = config(nats_server.url, "").replace(
+        'listen = "127.0.0.1:0"\n\n[logging]',
+        'listen = "127.0.0.1:0"\n[listeners.backends]\navailability_zone = "z2"\n'
+        'az_preference = "locally-optimistic"\n\n[logging]')
+    address, base = started(pointsman("serve", "-c", str(write_config(text))))
+    near, far, other = backends[:3]
+    await publish(client, "router.register",
+                  registration("az.example.com", near, availability_zone="z2"),
+                  registration("az.example.com", far, availability_zone="z1"),
+                  registration("az.example.com", other, availability_zone="z1"))
+    await wait_status(address, "az.example.com", 200)
+    await asyncio.sleep(0.1)  # all three published by now
+    assert {row["availability_zone"] for row in routes(base)["az.example.com"]} == {"z1", "z2"}
+    for _ in range(6):
+        status, _, body = await fetch(address, "az.example.com")
+        assert status == 200 and backend_of(body) == near.server.name
+    # The zone's only endpoint is gone: any other takes the requests.
+    await publish(client, "router.unregister", registration("az.example.com", near))
+    await asyncio.sleep(0.2)
+    seen = {backend_of((await fetch(address, "az.example.com"))[2]) for _ in range(6)}
+    assert seen == {far.server.name, other.server.name}

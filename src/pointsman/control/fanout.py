@@ -90,7 +90,7 @@ def message_of(key: str, entry: Registration, registry: Registry) -> RegistryMes
     return RegistryMessage(
         host=endpoint.host, port=0 if endpoint.tls else endpoint.port,
         tls_port=endpoint.port if endpoint.tls else 0, uris=(key,), app=endpoint.app,
-        availability_zone=entry.availability_zone, isolation_segment=entry.isolation_segment,
+        availability_zone=endpoint.zone, isolation_segment=entry.isolation_segment,
         private_instance_id=endpoint.instance_id, private_instance_index=endpoint.instance_index,
         protocol=entry.protocol, route_service_url=endpoint.route_service_url,
         server_cert_domain_san=endpoint.server_cert_domain_san,

@@ -158,7 +158,7 @@ def endpoint_of(message: RegistryMessage) -> Endpoint:
     return Endpoint(message.host, tls_port or message.port, tls_port != 0, message.app,
                     message.private_instance_id, message.private_instance_index,
                     message.tag_items, message.server_cert_domain_san,
-                    message.route_service_url)
+                    message.route_service_url, message.availability_zone)
 
 
 class Registration(msgspec.Struct, gc=False):
@@ -172,7 +172,6 @@ class Registration(msgspec.Struct, gc=False):
     source: str
     updated: float
     stale_after: float
-    availability_zone: str = ""
     isolation_segment: str = ""
     protocol: str = "http1"
     tag: ModificationTag | None = None
@@ -180,7 +179,6 @@ class Registration(msgspec.Struct, gc=False):
     def same_as(self, endpoint: Endpoint, source: str, message: RegistryMessage) -> bool:
         """Equal in everything a request or ``/routes`` can see, apart from age."""
         return (self.endpoint == endpoint and self.source == source
-                and self.availability_zone == message.availability_zone
                 and self.isolation_segment == message.isolation_segment
                 and self.protocol == _protocol(message.protocol))
 
@@ -341,8 +339,8 @@ class Registry:
             # One Registration per key: each key's copy ages on its own.
             message = put.message
             entries[address] = Registration(
-                endpoint, put.source, now, put.stale_after, message.availability_zone,
-                message.isolation_segment, _protocol(message.protocol), put.tag)
+                endpoint, put.source, now, put.stale_after, message.isolation_segment,
+                _protocol(message.protocol), put.tag)
             dirty = True
         if put.balance is not None and put.balance != pool.balance:
             pool.balance = put.balance
@@ -581,7 +579,7 @@ class Registry:
                     expires = round(max(0.0, entry.updated + entry.stale_after - now), 3)
                 rows.append({
                     "address": address,
-                    "availability_zone": entry.availability_zone,
+                    "availability_zone": endpoint.zone,
                     "protocol": entry.protocol,
                     "tls": endpoint.tls,
                     "ttl": int(entry.stale_after),

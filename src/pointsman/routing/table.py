@@ -72,6 +72,8 @@ class Endpoint(msgspec.Struct, frozen=True, gc=False):
     tags: tuple[tuple[str, str], ...] = ()
     server_cert_domain_san: str = ""
     route_service_url: str = ""
+    zone: str = ""
+    """The registration's ``availability_zone``: a listener may prefer its own zone's."""
 
     @property
     def address(self) -> str:

@@ -132,7 +132,9 @@ class HttpServer:
         self.routes = routes
         self.sites: dict[str, StaticFiles] = {}
         self.live = EndpointStates(max_connections=config.limits.upstream_max_connections)
-        self.chooser = Chooser(self.live)
+        backends = config.backends
+        self.chooser = Chooser(self.live, backends.availability_zone
+                               if backends.az_preference == "locally-optimistic" else "")
         self.provision_routes = {route_key(route.host + route.path): ctx.provision[route.upstream]
                                  for route in config.routes
                                  if route.upstream is not None and route.upstream in ctx.provision}

@@ -58,16 +58,21 @@ class RouteState:
     ``cf_instance_fields``.
     """
 
-    __slots__ = ("balance", "balancer", "cookie_path", "endpoint_of", "pool", "states",
+    __slots__ = ("balance", "balancer", "cookie_path", "endpoint_of", "local", "pool", "states",
                  "target_of")
 
-    def __init__(self, pool: RoutePool, live: EndpointStates, balancer: Balancer) -> None:
+    def __init__(self, pool: RoutePool, live: EndpointStates, balancer: Balancer,
+                 zone: str = "") -> None:
         self.pool = pool
         self.cookie_path = context_path(pool)
         self.balance = pool.balance
         self.balancer = balancer
         self.states = [live.get(e.host, e.port, e.address) for e in pool.endpoints]
         pairs = list(zip(self.states, pool.endpoints, strict=True))
+        # The endpoints in the listener's own zone, tried first; None when that
+        # would choose from the same set anyway (no preference, all or none local).
+        local = [state for state, endpoint in pairs if zone and endpoint.zone == zone]
+        self.local = local if local and len(local) < len(pairs) else None
         self.endpoint_of: dict[EndpointState, Endpoint] = dict(pairs)
         self.target_of = {
             state: (pool_key(endpoint),
@@ -92,10 +97,11 @@ class RouteState:
 class Chooser:
     """Route states by key, over one listener's ``EndpointStates``."""
 
-    __slots__ = ("_routes", "live")
+    __slots__ = ("_routes", "live", "zone")
 
-    def __init__(self, live: EndpointStates) -> None:
+    def __init__(self, live: EndpointStates, zone: str = "") -> None:
         self.live = live
+        self.zone = zone  # prefer endpoints of this availability zone ("": no preference)
         self._routes: dict[str, RouteState] = {}
 
     def route(self, pool: RoutePool) -> RouteState:
@@ -108,7 +114,7 @@ class Chooser:
             balancer = make_balancer(pool.balance)
         if len(self._routes) >= MAX_CACHED_ROUTES:
             self._routes.clear()
-        fresh = RouteState(pool, self.live, balancer)
+        fresh = RouteState(pool, self.live, balancer, self.zone)
         self._routes[pool.key] = fresh
         return fresh
 

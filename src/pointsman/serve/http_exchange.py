@@ -228,7 +228,11 @@ class Exchange:
             if sticky is not None and sticky.available(now):
                 state = sticky
         if state is None:
-            state = route.balancer.select(route.states, "", now, self.tried)
+            local = route.local
+            if local is not None and not self.attempts:  # locally-optimistic: first try only
+                state = route.balancer.select(local, "", now, self.tried)
+            if state is None:
+                state = route.balancer.select(route.states, "", now, self.tried)
         if state is None:
             if self.attempts:
                 self._give_up(failure)
