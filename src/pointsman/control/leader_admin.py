@@ -115,17 +115,18 @@ def install_leader(admin: Admin, leader: Leader) -> None:
             return Response.json({})
         return Response.json(leader.plane.registry.describe(driver.now()))
 
-    def change_route_everywhere(request: Request, op: str) -> Response:
-        """Apply it here, then in every worker and the saved state."""
+    async def change_route_everywhere(request: Request, op: str) -> Response:
+        """Apply it here, then in every worker and the saved state; answer once routed."""
         message, changed = change_route(_driver(leader), request, op)
         leader.route_changed(op, message)
+        await leader.ask("sync")
         return Response.json({"changed": changed, "uris": list(message.uris)})
 
     async def add_route(request: Request) -> Response:
-        return change_route_everywhere(request, "register")
+        return await change_route_everywhere(request, "register")
 
     async def remove_route(request: Request) -> Response:
-        return change_route_everywhere(request, "unregister")
+        return await change_route_everywhere(request, "unregister")
 
     async def upstreams(request: Request) -> Response:
         replies = await leader.ask("upstreams")
@@ -147,7 +148,9 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         if (body.upstream is None) == (body.route is None):
             raise HttpError(400, "expected exactly one of 'upstream' or 'route'")
         if body.route is not None:
-            return drain_route(body.route, body.endpoint, body.drain)
+            response = drain_route(body.route, body.endpoint, body.drain)
+            await leader.ask("sync")  # every worker has left it out when this answers
+            return response
         assert body.upstream is not None
         upstream = leader.config.upstreams.get(body.upstream)
         if upstream is None:
@@ -158,6 +161,7 @@ def install_leader(admin: Admin, leader: Leader) -> None:
         if body.endpoint not in upstream.endpoints:
             raise HttpError(404, f"upstream {body.upstream!r} has no endpoint {body.endpoint!r}")
         leader.drain(body.upstream, body.endpoint, body.drain)
+        await leader.ask("sync")
         return Response.json({"upstream": body.upstream, "endpoint": body.endpoint,
                               "draining": body.drain})
 

@@ -76,6 +76,10 @@ class WorkerOps:
                 result = self.routes()
             elif op == "stats":
                 result = self.stats()
+            elif op == "sync":
+                # Answered after every message sent before it (the channel keeps order),
+                # so the leader knows those changes are in this worker's table.
+                result = True
             elif isinstance(op, str) and op in WORKER_CALLS:
                 try:
                     result = WORKER_CALLS[op](self.runtime)
