@@ -403,10 +403,18 @@ class RegistryConfig(Base):
 
 
 class AdminConfig(Base):
-    """The admin HTTP API. ``token`` falls back to ``POINTSMAN_ADMIN_TOKEN``."""
+    """The admin HTTP API. ``token`` falls back to ``POINTSMAN_ADMIN_TOKEN``.
+
+    ``status_user`` and ``status_password`` (gorouter's ``status.user`` and
+    ``status.pass``) also let HTTP Basic auth read: GET and HEAD only, so
+    gorouter tooling's ``curl http://user:pass@host:port/routes`` works while
+    changes still need the token.
+    """
 
     listen: str = "127.0.0.1:9901"
     token: str | None = None
+    status_user: str | None = None
+    status_password: str | None = None
 
 
 class RouteConfig(Base):
@@ -809,6 +817,10 @@ def _check_registry(config: Config, add: Any) -> list[ConfigIssue]:
             parse_listen(config.admin.listen)
         except ValueError as exc:
             add("admin.listen", str(exc))
+        if (config.admin.status_user is None) != (config.admin.status_password is None):
+            add("admin", "expected both 'status_user' and 'status_password', or neither")
+        elif config.admin.status_user is not None and ":" in config.admin.status_user:
+            add("admin.status_user", "expected a user name without ':' (HTTP Basic auth)")
     for i, route in enumerate(config.routes):
         if not route.uris:
             add(f"routes[{i}].uris", "expected at least one uri")

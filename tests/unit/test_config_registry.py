@@ -93,3 +93,15 @@ def test_process_user_and_group_must_exist() -> None:
     with pytest.raises(ConfigError) as caught:
         loads('[process]\nuser = "no-such-user-here"\n', "f.toml")
     assert [(issue.path, issue.line) for issue in caught.value.issues] == [("process.user", 2)]
+
+
+def test_admin_status_credentials_come_in_pairs() -> None:
+    config = loads('[admin]\nstatus_user = "router-status"\nstatus_password = "pw"\n')
+    assert config.admin is not None and config.admin.status_user == "router-status"
+    for text in ('[admin]\nstatus_user = "a"\n', '[admin]\nstatus_password = "b"\n'):
+        with pytest.raises(ConfigError) as caught:
+            loads(text, "f.toml")
+        assert [issue.path for issue in caught.value.issues] == ["admin"]
+    with pytest.raises(ConfigError) as caught:
+        loads('[admin]\nstatus_user = "a:b"\nstatus_password = "c"\n', "f.toml")
+    assert [issue.path for issue in caught.value.issues] == ["admin.status_user"]

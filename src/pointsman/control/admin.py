@@ -13,7 +13,8 @@ exception is logged and answered with a bare 500, never its text.
 Every endpoint but the public ones requires ``Authorization: Bearer TOKEN``
 (constant-time compared). With no token configured every such endpoint
 answers 401: an admin API is never open by accident. It binds to loopback by
-default.
+default. Optional HTTP Basic credentials (gorouter's status user) may read,
+GET and HEAD only, never change anything.
 
 The server is an ``asyncio.Protocol`` over httptools; requests on one
 connection are handled one at a time in order (pipelining works, keep-alive
@@ -24,6 +25,7 @@ is the default), bodies are capped at ``MAX_BODY``, headers at
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import os
 from collections import deque
@@ -129,10 +131,17 @@ class Admin:
             events.event("warning", "admin_token_missing",
                          detail="set [admin] token or POINTSMAN_ADMIN_TOKEN; "
                                 "every endpoint but /health answers 401")
-        return cls(token, events)
+        reader = None
+        if config.status_user is not None and config.status_password is not None:
+            reader = (config.status_user, config.status_password)
+        return cls(token, events, reader)
 
-    def __init__(self, token: str | None, events: Any = None) -> None:
+    def __init__(self, token: str | None, events: Any = None,
+                 reader: tuple[str, str] | None = None) -> None:
         self.token = token.encode() if token else None
+        # ``user:password`` as Basic auth carries it, base64-encoded: read-only access.
+        self.reader = base64.b64encode(f"{reader[0]}:{reader[1]}".encode()) \
+            if reader is not None else None
         self.events = events if events is not None else _Events()
         self._exact: dict[tuple[str, str], _Route] = {}
         self._prefixes: list[tuple[str, str, _Route]] = []
@@ -170,11 +179,13 @@ class Admin:
         raise HttpError(405 if known else 404)
 
     def authorized(self, request: Request) -> bool:
-        if self.token is None:
-            return False
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.strip().encode(), self.token)
+        scheme = scheme.lower()
+        if scheme == "bearer" and self.token is not None:
+            return hmac.compare_digest(credential.strip().encode(), self.token)
+        if scheme == "basic" and self.reader is not None and request.method in ("GET", "HEAD"):
+            return hmac.compare_digest(credential.strip().encode(), self.reader)
+        return False
 
     async def handle(self, request: Request) -> Response:
         """Route, authorize and run one request; never raises."""
@@ -183,6 +194,8 @@ class Admin:
             if not route.public and not self.authorized(request):
                 response = Response.json({"error": "a bearer token is required"}, 401)
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="pointsman"'))
+                if self.reader is not None and request.method in ("GET", "HEAD"):
+                    response.headers.append(("WWW-Authenticate", 'Basic realm="pointsman"'))
                 return response
             return await route.handler(request)
         except HttpError as exc:

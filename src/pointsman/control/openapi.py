@@ -60,10 +60,13 @@ OPENAPI: dict[str, Any] = {
         "description": "Served by the leader process on [admin] listen (loopback by "
                        "default). Every operation but /health, /openapi.json and the "
                        "dashboard needs 'Authorization: Bearer TOKEN' ([admin] token or "
-                       "POINTSMAN_ADMIN_TOKEN).",
+                       "POINTSMAN_ADMIN_TOKEN). With [admin] status_user and "
+                       "status_password, HTTP Basic auth may also read (GET, HEAD).",
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                            "status": {"type": "http", "scheme": "basic",
+                                       "description": "read-only: GET and HEAD"}},
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
             "Registration": _REGISTRATION,

@@ -178,3 +178,32 @@ async def test_static_routes_cannot_be_deleted_by_the_api(admin: Admin) -> None:
     assert (await call(admin, "DELETE", "/routes", body, AUTH))[0] == 409
     assert (await call(admin, "POST", "/routes", body, AUTH))[0] == 409
     driver.stop()
+
+
+async def test_status_user_may_read_with_basic_auth_but_never_change() -> None:
+    import base64
+
+    server = Admin(TOKEN, reader=("router-status", "pw"))
+    registry = Registry()
+    driver = RegistryDriver(registry, asyncio.get_running_loop(), prune_interval=30)
+    install_routes(server, driver)
+    await server.start("127.0.0.1", 0)
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+
+    body = json.dumps({"uris": ["a.com"], "host": "127.0.0.1", "port": 9000}).encode()
+    try:
+        assert (await call(server, "POST", "/routes", body, AUTH))[0] == 200
+        status, _, listing = await call(server, "GET", "/routes",
+                                        headers=basic("router-status", "pw"))
+        assert status == 200 and "a.com" in json.loads(listing)
+        assert (await call(server, "GET", "/routes", headers=basic("router-status", "no")))[0] \
+            == 401
+        assert (await call(server, "DELETE", "/routes", body,
+                           basic("router-status", "pw")))[0] == 401
+        assert registry.table.lookup("a.com", "/") is not None
+    finally:
+        await server.close()
+        driver.stop()
