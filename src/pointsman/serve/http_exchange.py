@@ -72,6 +72,7 @@ BACKLOG_HIGH = 256 * 1024
 """Body bytes held for an upstream not yet attached before reading pauses."""
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ENDPOINT_FAILURE = "502 Bad Gateway: Registered endpoint failed to handle the request."
 _CONNECTED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 
 
@@ -384,8 +385,7 @@ class Exchange:
                 self.interim += 1
                 if self.interim > MAX_INTERIM:
                     client.server.stats.upstream_error("too_many_interim")
-                    self.fail(502, "endpoint_failure", "502 Bad Gateway: Registered endpoint "
-                                                       "failed to handle the request.")
+                    self.fail(502, "endpoint_failure", _ENDPOINT_FAILURE)
                     return
                 transport.write(build_interim_head(head))
             return
@@ -564,8 +564,7 @@ class Exchange:
         if found is not None:
             self.fail(found[0], failure, found[1])
             return
-        self.fail(502, "endpoint_failure",
-                  "502 Bad Gateway: Registered endpoint failed to handle the request.")
+        self.fail(502, "endpoint_failure", _ENDPOINT_FAILURE)
 
     def timed_out(self) -> None:
         self.response_deadline = 0.0
