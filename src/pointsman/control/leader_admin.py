@@ -149,21 +149,23 @@ def install_leader(admin: Admin, leader: Leader) -> None:
             raise HttpError(400, "expected exactly one of 'upstream' or 'route'")
         if body.route is not None:
             response = drain_route(body.route, body.endpoint, body.drain)
-            await leader.ask("sync")  # every worker has left it out when this answers
-            return response
-        assert body.upstream is not None
-        upstream = leader.config.upstreams.get(body.upstream)
+        else:
+            assert body.upstream is not None
+            response = drain_upstream(body.upstream, body.endpoint, body.drain)
+        await leader.ask("sync")  # every worker has applied it when this answers
+        return response
+
+    def drain_upstream(name: str, endpoint: str, on: bool) -> Response:
+        upstream = leader.config.upstreams.get(name)
         if upstream is None:
-            raise HttpError(404, f"no upstream named {body.upstream!r}")
+            raise HttpError(404, f"no upstream named {name!r}")
         if not isinstance(upstream, Upstream):
-            raise HttpError(409, f"upstream {body.upstream!r} provisions its backends: "
+            raise HttpError(409, f"upstream {name!r} provisions its backends: "
                                  "nothing to drain by address")
-        if body.endpoint not in upstream.endpoints:
-            raise HttpError(404, f"upstream {body.upstream!r} has no endpoint {body.endpoint!r}")
-        leader.drain(body.upstream, body.endpoint, body.drain)
-        await leader.ask("sync")
-        return Response.json({"upstream": body.upstream, "endpoint": body.endpoint,
-                              "draining": body.drain})
+        if endpoint not in upstream.endpoints:
+            raise HttpError(404, f"upstream {name!r} has no endpoint {endpoint!r}")
+        leader.drain(name, endpoint, on)
+        return Response.json({"upstream": name, "endpoint": endpoint, "draining": on})
 
     def drain_route(route: str, endpoint: str, on: bool) -> Response:
         registry = leader.plane.registry
