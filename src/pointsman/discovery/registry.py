@@ -462,11 +462,12 @@ class Registry:
         ``router.register`` brings it back. Only NATS endpoints go: a route
         from the file or the admin API is an operator's to remove.
         """
-        pool = self._pools.get(route_key(key))
+        key = route_key(key)
+        pool = self._pools.get(key)
         entry = pool.entries.get(address) if pool is not None else None
         if pool is None or entry is None or entry.source != "nats" or not entry.endpoint.tls:
             return None
-        self._remove(route_key(key), pool, address, now)
+        self._remove(key, pool, address, now)
         self.pruned += 1
         return entry
 
