@@ -256,7 +256,7 @@ class Gateway:
             self.index.remove(instance)
         leased = self._leased.pop(instance, None)
         if leased is not None:
-            leased.close(INSTANCE_GONE, f"the {service} instance of this socket is gone")
+            _instance_gone(leased, service)
         for socket_id in self.pins.remove_instance(instance):
             # If the instance is only slow, not dead, this frees the socket's state there.
             self._publish_deliver(instance, gm.Deliver(
@@ -394,8 +394,7 @@ class Gateway:
                 if instance is None:  # gone between its announcement and now
                     sock.send_error(env.id, UNAVAILABLE,
                                     f"the {target.service!r} instance of this socket is gone")
-                    sock.close(INSTANCE_GONE, f"the {target.service} instance of this socket "
-                                              "is gone")
+                    _instance_gone(sock, target.service)
                     return
             elif target.service not in self.provision:
                 instance = pins.pin(sock.id, target.service, target.instances)
@@ -526,6 +525,11 @@ class Gateway:
             "pending": len(self._pending),
             "instances": {i: self.pins.connections(i) for i in self.pins.instances()},
         }
+
+
+def _instance_gone(sock: GatewaySocket, service: str) -> None:
+    """Close a socket whose provisioned ``service`` instance went away (its state went too)."""
+    sock.close(INSTANCE_GONE, f"the {service} instance of this socket is gone")
 
 
 class GatewaySocket(asyncio.Protocol):
