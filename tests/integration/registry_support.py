@@ -51,3 +51,27 @@ def routes(base: str) -> dict[str, list[dict[str, Any]]]:
     status, body = admin_call(base, "GET", "/routes")
     assert status == 200, body
     return dict(body)
+
+
+def router_config(nats_url: str | None, *, registry: str = "", listener: str = "") -> str:
+    """TOML of a gorouter-style router: ``[nats]`` (when a URL is given), the admin API
+    with ``TOKEN``, one HTTP listener ``web`` followed by ``listener`` (its sub-tables),
+    ``[registry]`` settings, and no access log."""
+    nats = f'[nats]\nservers = ["{nats_url}"]\n' if nats_url else ""
+    return f"""
+{nats}
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+
+[registry]
+{registry}
+
+[[listeners]]
+protocol = "http"
+name = "web"
+listen = "127.0.0.1:0"
+{listener}
+[logging]
+access = "off"
+"""

@@ -26,7 +26,13 @@ import pytest
 import trustme
 from httpkit import Backend, dead_address, get, header_values, read_response
 from nats.aio.client import Client
-from registry_support import TOKEN, admin_call, admin_url, routes, wait_until
+from registry_support import (
+    admin_call,
+    admin_url,
+    router_config,
+    routes,
+    wait_until,
+)
 
 from harness import NatsServer, Pointsman
 
@@ -124,28 +130,8 @@ class TlsBackend:
 
 
 def config(nats_url: str) -> str:
-    return f"""
-[nats]
-servers = ["{nats_url}"]
-
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-
-[[listeners]]
-protocol = "http"
-name = "web"
-listen = "127.0.0.1:0"
-
-[listeners.backends]
-ca_file = "ca.pem"
-
-[listeners.limits]
-connect_timeout = 1.0
-
-[logging]
-access = "off"
-"""
+    return router_config(nats_url, listener='[listeners.backends]\nca_file = "ca.pem"\n\n'
+                                            '[listeners.limits]\nconnect_timeout = 1.0\n')
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from httpkit import Backend, backend_of, get
 from nats.aio.client import Client
-from registry_support import TOKEN, admin_call, admin_url, routes
+from registry_support import admin_call, admin_url, router_config, routes
 
 from harness import NatsServer, Pointsman
 
@@ -24,25 +24,7 @@ WriteConfig = Callable[[str], Path]
 
 
 def config(nats_url: str, registry: str) -> str:
-    return f"""
-[nats]
-servers = ["{nats_url}"]
-
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-
-[registry]
-{registry}
-
-[[listeners]]
-protocol = "http"
-name = "web"
-listen = "127.0.0.1:0"
-
-[logging]
-access = "off"
-"""
+    return router_config(nats_url, registry=registry)
 
 
 def started(handle: Pointsman) -> tuple[tuple[str, int], str]:
@@ -220,10 +202,8 @@ async def test_route_service_routes_are_refused_and_balancing_option_is_honoured
 async def test_locally_optimistic_prefers_the_routers_zone_then_any(
         nats_server: NatsServer, client: Client, pointsman: Factory,
         write_config: WriteConfig, backends: list[Backend]) -> None:
-    text = config(nats_server.url, "").replace(
-        'listen = "127.0.0.1:0"\n\n[logging]',
-        'listen = "127.0.0.1:0"\n[listeners.backends]\navailability_zone = "z2"\n'
-        'az_preference = "locally-optimistic"\n\n[logging]')
+    text = router_config(nats_server.url, listener='[listeners.backends]\n'
+                         'availability_zone = "z2"\naz_preference = "locally-optimistic"\n')
     address, base = started(pointsman("serve", "-c", str(write_config(text))))
     near, far, other = backends[:3]
     await publish(client, "router.register",

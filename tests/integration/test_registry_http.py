@@ -13,7 +13,7 @@ from pathlib import Path
 
 from httpkit import Backend, backend_of, get
 from nats.aio.client import Client
-from registry_support import TOKEN, admin_call, admin_url, routes
+from registry_support import admin_call, admin_url, router_config, routes
 
 from harness import NatsServer, Pointsman
 
@@ -22,25 +22,9 @@ WriteConfig = Callable[[str], Path]
 
 
 def config(nats_url: str | None, static_backend: str) -> str:
-    nats_section = f'[nats]\nservers = ["{nats_url}"]\n' if nats_url else ""
-    return f"""
-{nats_section}
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-
-[[listeners]]
-protocol = "http"
-name = "web"
-listen = "127.0.0.1:0"
-
-[[listeners.routes]]
-host = "static.example.com"
-endpoints = ["{static_backend}"]
-
-[logging]
-access = "off"
-"""
+    return router_config(nats_url, listener='[[listeners.routes]]\n'
+                                            'host = "static.example.com"\n'
+                                            f'endpoints = ["{static_backend}"]\n')
 
 
 def registration(uri: str, backend: Backend, **fields: object) -> bytes:
