@@ -38,6 +38,7 @@ __all__ = [
     "HttpLimits",
     "HttpListener",
     "HttpRoute",
+    "HttpRouteServices",
     "Limits",
     "LoggingConfig",
     "NatsConfig",
@@ -147,6 +148,32 @@ class HttpBackends(Base):
     az_preference: Literal["none", "locally-optimistic"] = "none"
 
 
+class HttpRouteServices(Base):
+    """Route services, as gorouter calls them (its ``route_services_*`` settings).
+
+    A ``secret`` turns them on: a request to a route registered with a
+    ``route_service_url`` goes first to that service, with a signature only
+    routers sharing the secret can make, and comes back through a router to
+    the app. Without it such requests get 502 ``route_service_unsupported``.
+    ``secret_decrypt_only`` is the previous secret while it is rotated out
+    (signatures made with it are still accepted). ``timeout`` is how many
+    seconds a signature stays valid; ``recommend_https`` makes the forwarded
+    URL ``https``; ``max_attempts`` bounds the tries to reach the service.
+    With ``hairpinning``, a service whose URL is one of this router's own
+    routes is reached through that route's endpoints instead of leaving the
+    router; ``hairpinning_allowlist`` (``host`` or ``*.domain``), when not
+    empty, limits that to those hosts.
+    """
+
+    secret: str = ""
+    secret_decrypt_only: str = ""
+    timeout: float = 60.0
+    recommend_https: bool = True
+    max_attempts: int = 3
+    hairpinning: bool = True
+    hairpinning_allowlist: list[str] = msgspec.field(default_factory=list)
+
+
 class HttpListener(Base, tag="http", tag_field="protocol"):
     """An HTTP/1.1 reverse proxy routing by host and path (gorouter's data path)."""
 
@@ -159,6 +186,7 @@ class HttpListener(Base, tag="http", tag_field="protocol"):
     forwarded_proto: str = "http"
     limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
     backends: HttpBackends = msgspec.field(default_factory=HttpBackends)
+    route_services: HttpRouteServices = msgspec.field(default_factory=HttpRouteServices)
 
 
 class GatewayLimits(Limits):
@@ -876,6 +904,7 @@ def _check_http(listener: HttpListener, at: str, config: Config,
         add(f"{at}.backends", "expected both 'cert_file' and 'key_file', or neither")
     else:
         _check_backend_tls(backends, f"{at}.backends", config, add)
+    _check_route_services(listener.route_services, f"{at}.route_services", add)
     for j, network in enumerate(listener.trusted_proxies):
         try:
             ipaddress.ip_network(network, strict=False)
@@ -897,6 +926,24 @@ def _check_http(listener: HttpListener, at: str, config: Config,
                        "response_timeout", "tunnel_idle_timeout"):
         if getattr(limits, field_name) <= 0:
             add(f"{at}.limits.{field_name}", "expected a positive number of seconds")
+
+
+_ALLOWLIST_ENTRY = re.compile(r"(?i)^(\*\.)?[a-z\d-]+(\.[a-z\d-]+)+$")
+
+
+def _check_route_services(services: HttpRouteServices, at: str,
+                          add: Callable[[str, str], None]) -> None:
+    """``[listeners.route_services]`` values msgspec cannot check."""
+    if services.secret_decrypt_only and not services.secret:
+        add(f"{at}.secret_decrypt_only", "needs 'secret' (route services are off without it)")
+    if services.timeout <= 0:
+        add(f"{at}.timeout", "expected a positive number of seconds")
+    if services.max_attempts < 1:
+        add(f"{at}.max_attempts", "expected 1 or more")
+    for j, entry in enumerate(services.hairpinning_allowlist):
+        if not _ALLOWLIST_ENTRY.match(entry):
+            add(f"{at}.hairpinning_allowlist[{j}]",
+                f"expected a host name or '*.domain', got {entry!r}")
 
 
 def _check_backend_tls(backends: HttpBackends, at: str, config: Config,

@@ -20,7 +20,7 @@ a trailing ``/`` trimmed. Paths match by whole segments: ``/foo`` matches
 so an emptied pool falls through to a shorter prefix or a wildcard; when
 nothing with endpoints matches, ``lookup_empty`` (the cold path of a 404)
 finds the empty pool, if any, that gorouter would answer 503 for (or 502, for
-a route service pointsman cannot call).
+a route service while route services are off).
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ class RoutePool(msgspec.Struct, frozen=True, gc=False):
     """What one route key maps to: its endpoints and how to choose among them.
 
     A pool with a ``static_root`` is answered from files under that folder
-    instead of by endpoints. A pool with a ``route_service_url`` has no
-    endpoints in the table: pointsman cannot send its requests through the
-    route service, so it refuses them.
+    instead of by endpoints. A pool with a ``route_service_url`` sends its
+    requests through that service first (``serve.route_service``); with route
+    services off it is published without endpoints, and its requests refused.
     """
 
     key: str

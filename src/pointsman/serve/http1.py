@@ -54,6 +54,7 @@ from pointsman.serve.http_provision import release_leases
 from pointsman.serve.http_tunnel import Tunnel
 from pointsman.serve.http_upstream import ConnectionPool, UpstreamConnection
 from pointsman.serve.provision import Lease
+from pointsman.serve.route_service import RouteServices
 from pointsman.serve.static import StaticFiles
 from pointsman.upstream.pool import EndpointStates
 from pointsman.wire.errors import RemoteProtocolError
@@ -141,6 +142,7 @@ class HttpServer:
         self.pool = ConnectionPool(ctx.loop, config.limits.upstream_pool_size,
                                    config.limits.connect_timeout)
         self.backend_tls = BackendTls(config.backends, ctx.config_dir)
+        self.route_services = RouteServices.of(config.route_services)
         self.stats = HttpStats(config.name)
         register(self.stats)
         self.trusted_networks = [ipaddress.ip_network(n, strict=False)

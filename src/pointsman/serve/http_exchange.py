@@ -32,6 +32,7 @@ from pointsman.serve.http_choice import RouteState, context_path, tls_name
 from pointsman.serve.http_provision import connect_fresh, use_provision
 from pointsman.serve.http_upstream import UpstreamConnection
 from pointsman.serve.provision import Lease
+from pointsman.serve.route_service import through_route_service
 from pointsman.upstream.balancers import EndpointState
 from pointsman.wire.forward import (
     StickyRequest,
@@ -172,8 +173,7 @@ class Exchange:
         if pool is None:
             empty = server.routes.table.lookup_empty(host, head.path.decode("latin-1"))
             if empty is not None and empty.route_service_url:
-                self.fail(502, "route_service_unsupported",
-                          "Support for route services is disabled.")
+                through_route_service(self, empty)
                 return
             if empty is not None:
                 # A route whose endpoints all went away, kept for empty_pool_timeout.
@@ -185,6 +185,9 @@ class Exchange:
         self.pool = pool
         if pool.static_root:
             self._serve_static(pool)
+            return
+        if pool.route_service_url:
+            through_route_service(self, pool)
             return
         provision = server.provision_routes.get(pool.key)
         if provision is not None:
@@ -706,6 +709,9 @@ class Exchange:
     attach = _attach
     connected = _connected
     finish = _finish
+    # for serve.route_service, which routes a request after its route service
+    pick = _pick
+    pinned = _pinned
 
 
 def _printable(text: str) -> str:
