@@ -457,3 +457,49 @@ def test_a_registry_that_publishes_no_table_keeps_its_bookkeeping() -> None:
     assert registry.next_empty_expiry == 8.0
     assert registry.expire_empty_pools(8.0) == ["b.com/api"]
     assert not registry.pending and len(registry.table) == 0
+
+
+def test_with_route_services_on_the_pool_keeps_its_endpoints_and_its_service() -> None:
+    registry = Registry(route_services=True)
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("rs.com", port=2), 0.0)
+    registry.register(msg("plain.com", port=3), 0.0)
+    registry.publish()
+    pool = registry.table.lookup("rs.com", "/")
+    assert pool is not None and pool.route_service_url == "https://rs.example.com"
+    assert sorted(e.port for e in pool.endpoints) == [2, 8080]
+    plain = registry.table.lookup("plain.com", "/")
+    assert plain is not None and not plain.route_service_url
+
+
+def test_with_route_services_on_drained_endpoints_still_leave_the_pool() -> None:
+    registry = Registry(route_services=True)
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("rs.com", port=2, route_service_url="https://rs.example.com"), 0.0)
+    registry.set_drained("rs.com", "10.0.0.1:8080", True)
+    registry.publish()
+    pool = registry.table.lookup("rs.com", "/")
+    assert pool is not None and [e.port for e in pool.endpoints] == [2]
+    registry.set_drained("rs.com", "10.0.0.1:2", True)
+    registry.publish()
+    assert registry.table.lookup("rs.com", "/") is None  # nothing left to send to
+    kept = registry.table.lookup_empty("rs.com", "/")
+    assert kept is not None and kept.route_service_url == "https://rs.example.com"
+
+
+def test_turning_route_services_on_or_off_republishes_their_pools() -> None:
+    registry = Registry()
+    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
+    registry.register(msg("plain.com", port=3), 0.0)
+    registry.publish()
+    assert registry.table.lookup("rs.com", "/") is None
+    registry.set_route_services(True)
+    assert registry.pending
+    registry.publish()
+    pool = registry.table.lookup("rs.com", "/")
+    assert pool is not None and pool.endpoints
+    registry.set_route_services(True)
+    assert not registry.pending  # no change, nothing to publish
+    registry.set_route_services(False)
+    registry.publish()
+    assert registry.table.lookup("rs.com", "/") is None
