@@ -188,7 +188,7 @@ async def test_route_service_routes_are_refused_and_balancing_option_is_honoured
                   registration("lc.example.com", backends[1],
                                options={"loadbalancing": "least-connection"}))
     await wait_status(web, "lc.example.com", 200)
-    # pointsman cannot call route services: refused as gorouter does with them disabled,
+    # Route services are off here (no secret): refused as gorouter does with them disabled,
     # never sent around the service.
     headers, _ = await wait_status(web, "guarded.example.com", 502)
     assert headers["x-pointsman-error"] == "route_service_unsupported"

@@ -13,6 +13,8 @@ import asyncio
 import base64
 import json
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ import trustme
 from httpkit import Backend, get, header_values, raw_exchange
 from nats.aio.client import Client
 
-from harness import NatsServer, Pointsman
+from harness import ROOT, NatsServer, Pointsman, free_port_number, wait_for_port
 
 Factory = Callable[..., Pointsman]
 WriteConfig = Callable[..., Path]
@@ -35,9 +37,11 @@ READ_LIMIT = 1 << 20
 class RouteService:
     """A TLS route service on 127.0.0.1 that sends each request back through a router."""
 
-    def __init__(self, ca: trustme.CA) -> None:
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(self.context)
+    def __init__(self, ca: trustme.CA | None) -> None:
+        self.context: ssl.SSLContext | None = None
+        if ca is not None:  # None: plain HTTP, as a route service app behind the router is
+            self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(self.context)
         self.seen: list[tuple[str, str, dict[str, str], int]] = []
         self.router: tuple[str, int] = ("127.0.0.1", 0)  # where requests come back to
         self.tamper = False
@@ -116,7 +120,7 @@ class RouteService:
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     request_line, *fields = head.decode("latin-1").rstrip("\r\n").split("\r\n")
     method, target, _ = request_line.split(" ", 2)
-    headers = {}
+    headers: dict[str, str] = {}
     for field in fields:
         name, _, value = field.partition(":")
         headers.setdefault(name.strip().lower(), value.strip())
@@ -173,10 +177,11 @@ def start_router(pointsman: Factory, write_config: WriteConfig, name: str, nats_
     return handle, handle.address("web")
 
 
-async def register(client: Client, app: Backend, service_url: str, uri: str = APP) -> None:
-    host, _, port = app.address.rpartition(":")
+async def register(client: Client, app: Backend, service_url: str, uri: str = APP,
+                   port: int = 0) -> None:
+    host, _, own_port = app.address.rpartition(":")
     await client.publish("router.register", json.dumps({
-        "host": host, "port": int(port), "uris": [uri], "app": "app-guid",
+        "host": host, "port": port or int(own_port), "uris": [uri], "app": "app-guid",
         "private_instance_id": "app-0", "route_service_url": service_url}).encode())
     await client.flush()
 
@@ -302,3 +307,53 @@ async def test_a_websocket_upgrade_on_a_route_service_route_gets_503(
     assert status == 503
     assert headers["x-pointsman-error"] == "route_service_unsupported"
     assert len(route_service.seen) == 1 and app.requests == 1
+
+
+async def test_a_route_service_that_is_a_route_of_this_router_is_reached_directly(
+        nats_server: NatsServer, client: Client, pointsman: Factory, write_config: WriteConfig,
+        ca: trustme.CA, app: Backend) -> None:
+    # The service runs as an app behind the same router (plain HTTP, as CF apps are):
+    # with hairpinning its URL's host is found in the route table, not in DNS.
+    service = RouteService(None)
+    await service.start()
+    try:
+        handle, web = start_router(pointsman, write_config, "r", nats_server.url, ca, ON)
+        service.router = web
+        await register(client, app, "", uri="rs.example.com", port=service.port)
+        await register(client, app, "https://rs.example.com/check")
+        status, headers, body = await until_routed(web, APP, "/x")
+        assert status == 200, body
+        assert headers["x-route-service-was-here"] == "yes"
+        assert header_values(body, "X-Route-Service") == ["checked"]
+        assert service.seen[-1][1] == "/check"
+        assert service.seen[-1][2]["host"] == "rs.example.com"
+        records = await asyncio.to_thread(handle.wait_access, 2)
+        assert f"127.0.0.1:{service.port}" in {record["backend"] for record in records}
+    finally:
+        await service.stop()
+
+
+async def test_the_example_route_service_guards_an_app(
+        nats_server: NatsServer, client: Client, pointsman: Factory, write_config: WriteConfig,
+        ca: trustme.CA, app: Backend) -> None:
+    _, web = start_router(pointsman, write_config, "r", nats_server.url, ca, ON)
+    port = free_port_number()
+    example = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "route-service" / "route_service.py"),
+         "--listen", f"127.0.0.1:{port}", "--router", f"{web[0]}:{web[1]}",
+         "--require-header", "X-Api-Key"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", port)
+        await register(client, app, "", uri="auth.example.com", port=port)
+        await register(client, app, "https://auth.example.com/")
+        status, headers, _ = await until_routed(web, APP)
+        assert status == 403 and app.requests == 0
+        status, headers, body = await asyncio.to_thread(get, web, APP, "/x", {"X-Api-Key": "k"})
+        assert status == 200, body
+        assert headers["x-route-service"] == "seen"
+        assert header_values(body, "X-Route-Service") == ["checked"]
+        assert app.requests == 1
+    finally:
+        example.terminate()
+        example.wait(5)
