@@ -24,6 +24,7 @@ import pytest
 import trustme
 from httpkit import Backend, get, header_values, raw_exchange
 from nats.aio.client import Client
+from registry_support import TOKEN, admin_call, admin_url
 
 from harness import ROOT, NatsServer, Pointsman, free_port_number, wait_for_port
 
@@ -153,6 +154,10 @@ def router(nats_url: str, ca_file: Path, services: str) -> str:
 [nats]
 servers = ["{nats_url}"]
 
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+
 [[listeners]]
 protocol = "http"
 name = "web"
@@ -231,6 +236,12 @@ async def test_a_request_goes_through_the_route_service_to_the_app(
     records = await asyncio.to_thread(handle.wait_access, 4)
     backends = {record["backend"] for record in records if record["route"] == APP}
     assert {f"127.0.0.1:{route_service.port}", app.address} <= backends
+    # And so do the metrics: each request went out to the service and came back.
+    status, text = await asyncio.to_thread(admin_call, admin_url(handle), "GET", "/metrics")
+    assert status == 200
+    for outcome in ("to_service", "returned"):
+        assert (f'pointsman_http_route_service_requests_total{{listener="web",'
+                f'outcome="{outcome}"}} 2.0') in text
 
 
 async def test_an_expired_signature_gets_504(

@@ -20,19 +20,25 @@ has a ``route_service_url``:
 
 The route service leg is an ordinary attempt of the ``Exchange``: a route of
 its own (one TLS endpoint per allowed attempt) so the exchange's connect,
-retry, timeout and streaming code runs unchanged, and the access log names
-the service's address as the backend. Nothing here runs for a route without
-a route service.
+retry, timeout and streaming code runs unchanged. Its access record names
+the service's address as the backend (and the service URL's path as the
+target); both legs count under the app's route. What happened to each such
+request is counted in ``pointsman_http_route_service_requests_total{listener,
+outcome}``: ``to_service``, ``returned``, ``expired``, ``invalid``,
+``unsupported``, ``websocket``, ``bad_url``. Nothing here runs for a route
+without a route service.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
+from prometheus_client.core import REGISTRY, CounterMetricFamily
 
 from pointsman.config import HttpRouteServices
 from pointsman.routing.table import Endpoint, RoutePool, RouteTable
@@ -66,6 +72,29 @@ _OWN = frozenset({SIGNATURE.lower(), METADATA.lower(), FORWARDED_URL.lower()})
 _DROPPED = _OWN | {b"host"}
 MAX_TARGETS = 10_000
 """Parsed route service URLs kept; past this the cache starts over."""
+
+
+_COUNTS: dict[tuple[str, str], int] = {}
+
+
+def _count(exchange: Exchange, outcome: str) -> None:
+    key = (exchange.client.server.name, outcome)
+    _COUNTS[key] = _COUNTS.get(key, 0) + 1
+
+
+class _Collector:
+    """``pointsman_http_route_service_requests_total``, made from plain counts when scraped."""
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily("pointsman_http_route_service_requests",
+                                     "Requests on routes bound to a route service, by outcome",
+                                     labels=["listener", "outcome"])
+        for (listener, outcome), count in list(_COUNTS.items()):
+            family.add_metric([listener, outcome], count)
+        yield family
+
+
+REGISTRY.register(_Collector())
 
 
 class ServiceTarget(msgspec.Struct, frozen=True, gc=False):
@@ -187,11 +216,13 @@ def through_route_service(exchange: Exchange, pool: RoutePool) -> None:
     server = exchange.client.server
     services: RouteServices | None = server.route_services
     if services is None:
+        _count(exchange, "unsupported")
         exchange.fail(502, "route_service_unsupported", "Support for route services is disabled.")
         return
     exchange.pool = pool
     head = exchange.head
     if head.upgrade and _is_websocket(exchange):
+        _count(exchange, "websocket")
         exchange.fail(503, "route_service_unsupported",
                       "Websocket requests are not supported for routes bound to Route Services.")
         return
@@ -216,15 +247,16 @@ def _returned(exchange: Exchange, pool: RoutePool, services: RouteServices,
     try:
         services.validate(signature, metadata, pool, server.routes.table, time.time_ns())
     except SignatureExpired as exc:
-        server.stats.upstream_error("route_service_expired")
+        _count(exchange, "expired")
         exchange.fail(exc.status_hint, "expired_route_service_signature",
                       "Failed to validate Route Service Signature: route service request expired")
         return
     except SignatureError as exc:
-        server.stats.upstream_error("route_service_invalid")
+        _count(exchange, "invalid")
         exchange.fail(exc.status_hint, "invalid_route_service_signature",
                       "Failed to validate Route Service Signature.")
         return
+    _count(exchange, "returned")
     head = exchange.head
     exchange.head = msgspec.structs.replace(
         head, headers=[(n, v) for n, v in head.headers if n.lower() not in _OWN])
@@ -250,8 +282,10 @@ def _to_service(exchange: Exchange, pool: RoutePool, services: RouteServices) ->
     try:
         target = services.target(pool.route_service_url)
     except ValueError:
+        _count(exchange, "bad_url")
         exchange.fail(500, "route_service_failed", "Route service request failed.")
         return
+    _count(exchange, "to_service")
     url = forwarded_url(services.https, head.host, head.target)
     signature, metadata = services.sign(url, time.time_ns())
     headers = [(b"Host", target.host_header)]
