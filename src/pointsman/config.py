@@ -158,7 +158,8 @@ class HttpRouteServices(Base):
     ``secret_decrypt_only`` is the previous secret while it is rotated out
     (signatures made with it are still accepted). ``timeout`` is how many
     seconds a signature stays valid; ``recommend_https`` makes the forwarded
-    URL ``https``; ``max_attempts`` bounds the tries to reach the service.
+    URL ``https``; ``max_attempts`` bounds the tries to reach the service
+    (a request is tried at most four times in all, as any other).
     With ``hairpinning``, a service whose URL is one of this router's own
     routes is reached through that route's endpoints instead of leaving the
     router; ``hairpinning_allowlist`` (``host`` or ``*.domain``), when not
