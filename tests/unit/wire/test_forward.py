@@ -80,6 +80,33 @@ def test_response_head_framing_and_sticky_cookie() -> None:
     assert (b"X-Kept", b"2") in out
 
 
+def test_a_shared_head_is_rewritten_for_each_connection_and_request() -> None:
+    """What a head contributes is kept on it; trust, client and request id still count."""
+    head = request((b"Host", b"h.test"), (b"X-Forwarded-For", b"6.6.6.6"))
+    for trusted in (False, True, False):
+        raw, rid = build_request_head(head, client_ip=b"10.1.1.%d" % trusted, trusted=trusted,
+                                      proto=b"https", request_id=b"rid-%d" % trusted,
+                                      start_ms=7)
+        out = dict(fields(raw))
+        assert out[b"X-Forwarded-For"] == (b"6.6.6.6, 10.1.1.1" if trusted else b"10.1.1.0")
+        assert out[b"X-Vcap-Request-Id"] == rid == b"rid-%d" % trusted
+        assert out[b"X-Forwarded-Proto"] == b"https"
+
+
+def test_a_shared_response_head_takes_each_framing_and_cookie() -> None:
+    head = ResponseHead(200, b"OK", "1.1", b"Set-Cookie: JSESSIONID=x\r\n", 5, False, True)
+
+    def build(chunk: bool, close: bool, instance: str = "") -> bytes:
+        return build_response_head(head, request_id=b"r", chunk=chunk, close=close,
+                                   sticky_names=frozenset({b"JSESSIONID"}),
+                                   instance_id=instance, force_sticky=False)
+
+    assert build(False, False).endswith(b"X-Vcap-Request-Id: r\r\n\r\n")
+    assert build(True, True).endswith(b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    assert b"__VCAP_ID__=i-2" in build(True, True, "i-2")
+    assert build(False, False) == build(False, False)
+
+
 def test_interim_head_keeps_its_fields_but_not_hop_by_hop_ones() -> None:
     raw = (b"Link: </a.css>; rel=preload\r\nConnection: X-Gone\r\nX-Gone: 1\r\n"
            b"Content-Length: 0\r\n")
