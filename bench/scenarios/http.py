@@ -132,13 +132,13 @@ class Http(Scenario):
         cost_scale=1e6,
     )
     reference = "nginx"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("cost", "nginx", "<=", 1.5),
         Target("cost", "nginx", "<=", 1.0),
         Target("rate", "proxy.py", ">=", 5.0),
         Target("rate", "proxy.py", ">=", 8.0),
     )
-    notes = (
+    notes: tuple[str, ...] = (
         f"wrk -t 1 -c {CONNECTIONS} keep-alive GETs of {backends.SMALL_FILE_BYTES} bytes from "
         "an nginx origin; one worker per proxy; pointsman's and the others' access logs off.",
         "Targets: CPU per request <= 1.5x nginx now (goal 1.0x); requests/s >= 5x proxy.py "
