@@ -299,7 +299,7 @@ class Exchange:
             self.head_bytes, self.request_id = build_request_head(
                 head, client_ip=self.client.client_ip_bytes, trusted=self.client.trusted,
                 proto=server.proto, request_id=self.request_id or server.request_id(),
-                start_ms=int(time.time() * 1000), extra=self.fields)
+                start_ms=time.time_ns() // 1_000_000, extra=self.fields)
         transport = conn.transport
         assert transport is not None
         transport.write(self.head_bytes)
