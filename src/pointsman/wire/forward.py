@@ -129,8 +129,24 @@ _Forwarding = tuple[bool, bytes, bytes, bytes, bytes, bytes, bool, bytes]
 fields that follow the proxy's own (Upgrade, Transfer-Encoding)."""
 
 
+_XFF, _XF_PROTO, _XF_HOST, _RID, _START, _CUT, _CONNECTION, _UPGRADE = range(8)
+_SPECIAL: dict[bytes, int] = {
+    **dict.fromkeys(HOP_BY_HOP, _CUT),
+    **dict.fromkeys(_REPLACED, _CUT),
+    b"connection": _CONNECTION,
+    b"upgrade": _UPGRADE,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _XF_PROTO,
+    b"x-forwarded-host": _XF_HOST,
+    b"x-request-id": _RID,
+    b"x-request-start": _START,
+}
+"""Request fields the proxy does something with, by lower-case name; others pass as they are."""
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
 def _forwarding(head: RequestHead, trusted: bool) -> _Forwarding:
-    drop = HOP_BY_HOP
+    named: frozenset[bytes] = frozenset()  # what Connection names beyond the usual
     xff = b""
     xf_proto = b""
     xf_host = b""
@@ -139,44 +155,41 @@ def _forwarding(head: RequestHead, trusted: bool) -> _Forwarding:
     upgrade = b""
     out = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
     append = out.append
+    special = _SPECIAL
     for name, value in head.headers:
         lname = name.lower()
-        if lname[:2] == b"x-":
-            if lname == b"x-forwarded-for":
-                if trusted:
-                    xff = value if not xff else xff + b", " + value
+        kind = special.get(lname)
+        if kind is None or kind == _START:
+            if named and lname in named:
                 continue
-            if lname == b"x-forwarded-proto":
-                if trusted and not xf_proto:
-                    xf_proto = value
-                continue
-            if lname == b"x-forwarded-host":
-                if trusted and not xf_host:
-                    xf_host = value
-                continue
-            if lname == b"x-request-id":
-                rid = rid or value
-                continue
-            if lname in _REPLACED:
-                continue
-            if lname == b"x-request-start":
-                has_start = True
-            elif lname in drop:
-                continue
-        elif lname in drop:
-            if lname == b"connection":
-                tokens = connection_tokens(value)
-                if tokens:
-                    drop = drop.union(tokens)
-                    out = _drop_fields(out, 4, drop)
-                    append = out.append
-            elif lname == b"upgrade":
-                upgrade = value
-            continue
-        append(name)
-        append(b": ")
-        append(value)
-        append(CRLF)
+            has_start = has_start or kind == _START
+            append(name)
+            append(b": ")
+            append(value)
+            append(CRLF)
+        elif kind == _XFF:
+            if trusted:
+                xff = value if not xff else xff + b", " + value
+        elif kind == _XF_PROTO:
+            if trusted and not xf_proto:
+                xf_proto = value
+        elif kind == _XF_HOST:
+            if trusted and not xf_host:
+                xf_host = value
+        elif kind == _RID:
+            rid = rid or value
+        elif kind == _UPGRADE:
+            upgrade = value
+        elif kind == _CONNECTION and value.lower() not in _USUAL_CONNECTION:
+            # A Connection field may come after the fields it names.
+            extra = [token for token in connection_tokens(value)
+                     if special.get(token, _START) == _START]  # not set by the proxy anyway
+            if extra:
+                named = named.union(extra)
+                out = _drop_fields(out, 4, named)
+                append = out.append
+    if has_start and b"x-request-start" in named:
+        has_start = False
     tail = b""
     if head.upgrade and upgrade:
         tail = b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n"

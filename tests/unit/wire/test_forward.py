@@ -57,6 +57,16 @@ def test_hop_by_hop_and_connection_named_fields_removed() -> None:
     assert b"accept" in names and b"host" in names
 
 
+def test_a_request_start_named_by_connection_is_replaced_by_the_proxys_own() -> None:
+    start = (b"X-Request-Start", b"99")
+    for fields_in in ((start, (b"Connection", b"X-Request-Start")),
+                      ((b"Connection", b"X-Request-Start"), start)):
+        out = rewrite(request((b"Host", b"h"), *fields_in))
+        assert [value for name, value in out if name == b"X-Request-Start"] == [b"1234"]
+    kept = rewrite(request((b"Host", b"h"), start, (b"Connection", b"keep-alive")))
+    assert [value for name, value in kept if name == b"X-Request-Start"] == [b"99"]
+
+
 def test_chunked_and_upgrade_are_announced_again() -> None:
     out = rewrite(request((b"Host", b"h"), (b"Transfer-Encoding", b"chunked"), chunked=True))
     assert (b"Transfer-Encoding", b"chunked") in out
