@@ -394,7 +394,7 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         exchange = Exchange(self, head)
         self.reading = exchange
         limits = self.server.limits
-        if head.has_body:
+        if head.chunked or head.content_length > 0:  # head.has_body, without a call
             self.read_deadline = time.monotonic() + limits.body_timeout
             self.read_kind = "body"
         else:

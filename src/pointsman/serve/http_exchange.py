@@ -687,7 +687,10 @@ class Exchange:
             self.state = None
 
     def _finish(self) -> None:
-        self._release_state()
+        state = self.state  # _release_state, written out: this runs for every request
+        if state is not None:
+            state.active -= 1
+            self.state = None
         lease = self.lease  # the connection's: released when the client connection ends
         server = self.client.server
         duration = time.monotonic() - self.start
