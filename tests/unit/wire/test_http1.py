@@ -7,6 +7,8 @@ a second message behind it; the outcome must be the same each way.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pointsman.wire.errors import ProtocolError, RemoteProtocolError, TooLarge
 from pointsman.wire.http1 import (
@@ -203,6 +205,50 @@ def test_a_remembered_request_inside_another_message_is_parsed_as_bytes() -> Non
     body.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(GET))
     body.receive_data(GET)
     assert body.events[1:] == [("body", GET), ("end", None)]
+
+
+class Forgetful(dict[bytes, RequestHead]):
+    """A memo that never keeps anything: the parser as it was without one."""
+
+    def __setitem__(self, key: bytes, value: RequestHead) -> None:
+        pass
+
+
+READS = [
+    GET, GET[:20], GET[20:], GET + GET,
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n", b"ab", b"cd",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"4\r\nabcd\r\n", b"0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+    b"\r\n", b"garbage\r\n\r\n",
+]
+
+
+def outcome(parser: HeadRecorder, reads: list[bytes]) -> list[object]:
+    """Events and errors, read by read, until the first error (which ends a connection)."""
+    seen: list[object] = []
+    for data in reads:
+        try:
+            offset = parser.receive_data(data)
+        except RemoteProtocolError as exc:
+            return [*seen, *parser.events, ("error", exc.status_hint)]
+        if offset >= 0:
+            return [*seen, *parser.events, ("tunnel", offset)]
+        seen += parser.events
+        parser.events.clear()
+    return seen
+
+
+@settings(max_examples=300)
+@given(st.lists(st.lists(st.sampled_from(READS), max_size=8), max_size=4))
+def test_the_memo_never_changes_what_a_connection_sees(connections: list[list[bytes]]) -> None:
+    """Connections of one listener share a memo; each sees what a parser without one sees."""
+    known: dict[bytes, RequestHead] = {}
+    for reads in connections + connections:
+        assert outcome(HeadRecorder(known), reads) == outcome(HeadRecorder(Forgetful()), reads)
 
 
 def test_the_memo_is_bounded() -> None:
