@@ -10,6 +10,12 @@ request: a figure that does not move with the machine's load.
 
     python -m bench.http_hotpath                 # µs of CPU per request (noisy)
     python -m bench.http_hotpath --cachegrind    # instructions per request (stable)
+    python -m bench.http_hotpath --unique ...    # every request a target of its own
+
+The same request again and again is what wrk sends, and pointsman skips
+parsing a head it has seen; ``--unique`` gives each request a query string
+of its own (as ``bench/unique_targets.lua`` does for the ``http_unique``
+scenario), so every head is parsed and rewritten.
 
 Not a test: the numbers are for comparing two trees (``--src DIR``).
 """
@@ -82,7 +88,7 @@ class CountingTransport:
         self.closing = True
 
 
-def drive(requests: int) -> float:
+def drive(requests: int, unique: bool = False) -> float:
     """Proxy ``requests`` keep-alive GETs; the CPU seconds the last ``requests`` took."""
     from pointsman.config import HttpListener, HttpRoute
     from pointsman.control.counters import CountingSink
@@ -106,14 +112,17 @@ def drive(requests: int) -> float:
     upstream.connection_made(CountingTransport())  # type: ignore[arg-type]
     server.pool.idle["127.0.0.1:18080"] = [upstream]
 
-    def run(count: int) -> None:
-        for _ in range(count):
-            client.data_received(REQUEST)
+    heads = [REQUEST.replace(b".txt", b".txt?n=%d" % i) if unique else REQUEST
+             for i in range(1000 + requests)]
+
+    def run(batch: list[bytes]) -> None:
+        for request in batch:
+            client.data_received(request)
             upstream.data_received(RESPONSE)
 
-    run(1000)  # warm: memo caches filled, code specialised
+    run(heads[:1000])  # warm: memo caches filled, code specialised
     started = time.process_time()
-    run(requests)
+    run(heads[1000:])
     spent = time.process_time() - started
     if to_client.writes < requests:
         raise SystemExit(f"only {to_client.writes} responses for {requests} requests")
@@ -121,7 +130,7 @@ def drive(requests: int) -> float:
     return spent
 
 
-def instructions(src: Path, requests: int) -> float:
+def instructions(src: Path, requests: int, unique: bool) -> float:
     """User-space instructions per request under cachegrind: two runs, their difference."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -129,7 +138,7 @@ def instructions(src: Path, requests: int) -> float:
     def count(n: int) -> int:
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                 "--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.http_hotpath",
-                "--src", str(src), "--requests", str(n), "--quiet"]
+                "--src", str(src), "--requests", str(n), "--quiet"] + (["--unique"] * unique)
         result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=True)
         found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
         if found is None:
@@ -148,14 +157,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000, help="requests per measurement")
     parser.add_argument("--cachegrind", action="store_true",
                         help="report instructions per request (runs under valgrind)")
+    parser.add_argument("--unique", action="store_true",
+                        help="a target of its own on every request (no head repeats)")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cachegrind:
-        per = instructions(args.src, args.requests)
+        per = instructions(args.src, args.requests, args.unique)
         print(f"{per:,.0f} instructions per proxied request ({args.src})")
         return
     sys.path.insert(0, str(args.src))
-    spent = drive(args.requests)
+    spent = drive(args.requests, args.unique)
     if not args.quiet:
         print(f"{spent / args.requests * 1e6:.2f} µs of CPU per proxied request ({args.src})")
 

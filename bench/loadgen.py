@@ -124,11 +124,14 @@ def wrk_argv(
     connections: int,
     headers: Sequence[str] = (),
     threads: int = 1,
+    script: str = "",
 ) -> list[str]:
-    """A bounded wrk run with the latency distribution printed."""
+    """A bounded wrk run with the latency distribution printed (``script``: a wrk Lua file)."""
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency"]
     for header in headers:
         argv += ["-H", header]
+    if script:
+        argv += ["-s", script]
     argv.append(url)
     return argv
 
@@ -182,15 +185,16 @@ def run_wrk(
     *,
     connections: int,
     headers: Sequence[str] = (),
+    script: str = "",
 ) -> WrkResult:
-    argv = wrk_argv(url, seconds, connections=connections, headers=headers)
+    argv = wrk_argv(url, seconds, connections=connections, headers=headers, script=script)
     return parse_wrk(_run(argv, seconds + RUN_GRACE_S))
 
 
 def wrk_load(url: str, seconds: float, connections: int,
-             headers: Sequence[str] = ()) -> LoadResult:
+             headers: Sequence[str] = (), script: str = "") -> LoadResult:
     """One bounded wrk run against ``url``, as the harness's ``LoadResult`` (rate = req/s)."""
-    result = run_wrk(url, seconds, connections=connections, headers=headers)
+    result = run_wrk(url, seconds, connections=connections, headers=headers, script=script)
     return LoadResult(
         rate=result.requests_per_s, work=result.requests, errors=result.errors,
         details={"requests": result.requests, "seconds": result.seconds,

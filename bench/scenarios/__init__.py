@@ -22,7 +22,8 @@ SCENARIOS: dict[str, Scenario] = {
     module.SCENARIO.name: module.SCENARIO
     for module in (tcp_bulk, tcp_short, http, registry, workers)
 }
-SCENARIOS.update({s.name: s for s in (gateway.GATEWAY_JSON, gateway.GATEWAY_MSGPACK)})
+SCENARIOS.update({s.name: s for s in (gateway.GATEWAY_JSON, gateway.GATEWAY_MSGPACK,
+                                      http.UNIQUE)})
 # per-connection backends: one module, a scenario per provider and kind of run
 SCENARIOS.update({scenario.name: scenario for scenario in provision.SCENARIOS})
 

@@ -132,13 +132,13 @@ class Http(Scenario):
         cost_scale=1e6,
     )
     reference = "nginx"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("cost", "nginx", "<=", 1.5),
         Target("cost", "nginx", "<=", 1.0),
         Target("rate", "proxy.py", ">=", 5.0),
         Target("rate", "proxy.py", ">=", 8.0),
     )
-    notes = (
+    notes: tuple[str, ...] = (
         f"wrk -t 1 -c {CONNECTIONS} keep-alive GETs of {backends.SMALL_FILE_BYTES} bytes from "
         "an nginx origin; one worker per proxy; pointsman's and the others' access logs off.",
         "Targets: CPU per request <= 1.5x nginx now (goal 1.0x); requests/s >= 5x proxy.py "
@@ -172,4 +172,38 @@ class Http(Scenario):
         }
 
 
+class HttpUnique(Http):
+    """The same run with a target of its own on every request.
+
+    pointsman remembers request heads it has seen (by their bytes) and skips
+    parsing and rewriting their fields when they come again, as they do from
+    wrk, health checks and polling clients. Here no head repeats, so this is
+    its cost for traffic that never repeats itself.
+    """
+
+    name = "http_unique"
+    title = "HTTP/1.1 reverse proxy, every request a target of its own (?n=1, ?n=2, ...)"
+    targets = (Target("cost", "nginx", "<=", 1.5), Target("cost", "nginx", "<=", 1.0))
+    notes = (
+        f"wrk -t 1 -c {CONNECTIONS} keep-alive GETs of {backends.SMALL_FILE_BYTES} bytes from "
+        "an nginx origin, each with a query string of its own (bench/unique_targets.lua); "
+        "one worker per proxy; access logs off.",
+        "No request head repeats, so pointsman's memo of request heads never hits: its "
+        "cost for traffic that does not repeat itself. The targets are the http scenario's.",
+    )
+
+    def peers(self) -> list[Peer]:
+        return [PointsmanHttp(), NginxHttp(), HaproxyHttp(), Bare("bare-http", "bench.bare_http"),
+                Direct()]
+
+    def load(self, addr: Addr, seconds: float) -> LoadResult:
+        return loadgen.wrk_load(f"http://{addr}/{backends.SMALL_FILE}", seconds, CONNECTIONS,
+                                script=str(REPO / "bench" / "unique_targets.lua"))
+
+    def settings(self) -> dict[str, Any]:
+        return {"load": f"wrk -t 1 -c {CONNECTIONS} -d SECONDS --latency "
+                        "-s bench/unique_targets.lua URL"}
+
+
 SCENARIO = Http()
+UNIQUE = HttpUnique()

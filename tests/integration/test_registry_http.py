@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from httpkit import Backend, backend_of, get
+from httpkit import Backend, backend_of, get, read_response
 from nats.aio.client import Client
 from registry_support import admin_call, admin_url, router_config, routes
 
@@ -115,3 +116,33 @@ def test_admin_routes_are_routable_without_nats(
     assert status == 200 and backend_of(reply) == "b0"
     assert admin_call(base, "DELETE", "/routes", body)[0] == 200
     assert get(web, "admin.example.com")[0] == 404
+
+
+def test_a_request_repeated_byte_for_byte_follows_route_changes(
+        pointsman: Factory, write_config: WriteConfig, backends: list[Backend]) -> None:
+    """The same bytes on one keep-alive connection skip parsing, never the current table."""
+    handle = pointsman("serve", "-c", str(write_config(config(None, backends[2].address))))
+    web, base = handle.address("web"), admin_url(handle)
+
+    def route_to(backend: Backend, method: str = "POST") -> None:
+        host, _, port = backend.address.rpartition(":")
+        body = {"uris": ["same.example.com"], "host": host, "port": int(port)}
+        assert admin_call(base, method, "/routes", body)[0] == 200
+
+    request = b"GET /x HTTP/1.1\r\nHost: same.example.com\r\nAccept: */*\r\n\r\n"
+    buffer = bytearray()
+    with socket.create_connection(web, timeout=5) as sock:
+
+        def answer() -> tuple[int, str]:
+            sock.sendall(request)
+            status, _, body = read_response(sock, buffer)
+            return status, backend_of(body) if status == 200 else ""
+
+        assert answer() == (404, "")
+        route_to(backends[0])
+        assert [answer() for _ in range(3)] == [(200, "b0")] * 3
+        route_to(backends[0], "DELETE")
+        route_to(backends[1])
+        assert [answer() for _ in range(3)] == [(200, "b1")] * 3
+        route_to(backends[1], "DELETE")
+        assert answer() == (404, "")

@@ -11,6 +11,12 @@ task exists only while a new upstream connection is being opened):
     upstream bytes -> UpstreamConnection -> llhttp (ResponseParser)
         on_response_head/body/end -> client transport; connection back to pool
 
+Heads that come again byte for byte (most do: clients repeat their
+requests, backends their response heads but for ``Date``) skip llhttp and
+the field rewriting: the parsers remember heads by their bytes, and what
+routing and ``wire.forward`` derive from a head is kept on it (see
+``RequestParser`` and ``ResponseParser``).
+
 Pipelined requests are parsed as they arrive and wait in a queue; only the
 head of the queue talks to an upstream, so responses leave in request order.
 Every write-buffer high mark pauses reading on the opposite side, so a slow
@@ -160,6 +166,7 @@ class HttpServer:
         prefix = os.urandom(10).hex()
         self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-".encode()
         self._rid_counter = int.from_bytes(os.urandom(4), "big")
+        self.known_requests: dict[bytes, RequestHead] = {}  # the parsers' memo (RequestParser)
         self._failed_tls: set[tuple[str, str]] = set()  # reported since table _failed_version
         self._failed_version = -1
 
@@ -263,13 +270,14 @@ class HttpServer:
 class ClientConnection(RequestParser, asyncio.Protocol):
     """One client connection: parses requests, orders exchanges, owns the deadlines."""
 
-    __slots__ = ("_head_bytes", "_headers", "_parser", "_url", "client_ip", "client_ip_bytes",
+    __slots__ = ("_at_rest", "_ended", "_head_bytes", "_headers", "_known", "_last_head",
+                 "_parser", "_url", "client_ip", "client_ip_bytes",
                  "closing", "current", "flow", "leases", "max_header_bytes", "partial", "queue",
                  "read_deadline", "read_kind", "reading", "server", "started", "transport",
                  "trusted", "tunnel", "tunnel_backlog", "write_paused")
 
     def __init__(self, server: HttpServer) -> None:
-        self.init_parser(server.limits.max_header_bytes)
+        self.init_parser(server.limits.max_header_bytes, server.known_requests)
         # Per-server state
         self.server = server
         # Per-connection state
@@ -378,6 +386,7 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._at_rest = False
         self.partial = True
         self.read_deadline = time.monotonic() + self.server.limits.header_timeout
         self.read_kind = "header"
@@ -387,7 +396,7 @@ class ClientConnection(RequestParser, asyncio.Protocol):
         exchange = Exchange(self, head)
         self.reading = exchange
         limits = self.server.limits
-        if head.has_body:
+        if head.chunked or head.content_length > 0:  # head.has_body, without a call
             self.read_deadline = time.monotonic() + limits.body_timeout
             self.read_kind = "body"
         else:

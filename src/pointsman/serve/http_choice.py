@@ -117,7 +117,3 @@ class Chooser:
         fresh = RouteState(pool, self.live, balancer, self.zone)
         self._routes[pool.key] = fresh
         return fresh
-
-    def pick(self, route: RouteState, now: float,
-             exclude: frozenset[EndpointState]) -> EndpointState | None:
-        return route.balancer.select(route.states, "", now, exclude)

@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from pointsman.config import parse_listen
-from pointsman.routing.table import Endpoint, RoutePool
+from pointsman.routing.table import Endpoint, RoutePool, RouteTable
 from pointsman.serve.backend_tls import PRUNABLE, TLS_FAILURES
 from pointsman.serve.flow import BACKLOG, PEER_FULL
 from pointsman.serve.http_choice import RouteState, context_path, tls_name
@@ -165,23 +165,19 @@ class Exchange:
         if head.method == b"CONNECT":
             self._connect_tunnel()
             return
-        host = head.host.decode("latin-1")
-        if not host or host == self.client.client_ip:
+        if not head.host or head.host == self.client.client_ip_bytes:
             self.fail(400, "empty_host", "Request has no usable Host.")
             return
-        pool = server.routes.table.lookup(host, head.path.decode("latin-1"))
-        if pool is None:
-            empty = server.routes.table.lookup_empty(host, head.path.decode("latin-1"))
-            if empty is not None and empty.route_service_url:
-                through_route_service(self, empty)
+        table = server.routes.table
+        # A head the parser remembered comes again as the same object: its
+        # route stands as long as the table does.
+        memo = head.route_memo
+        if memo is not None and memo[0] is table:
+            pool = memo[1]
+        else:
+            pool = self._lookup(table)
+            if pool is None:
                 return
-            if empty is not None:
-                # A route whose endpoints all went away, kept for empty_pool_timeout.
-                self.fail(503, "no_endpoints", "No endpoint can take the request.")
-                return
-            self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
-                                            "does not exist.")
-            return
         self.pool = pool
         if pool.static_root:
             self._serve_static(pool)
@@ -203,6 +199,26 @@ class Exchange:
         if head.flags & HAS_COOKIE and server.sticky_names:
             self.sticky = sticky_request(head, server.sticky_names)
         self._pick(pinned)
+
+    def _lookup(self, table: RouteTable) -> RoutePool | None:
+        """The pool for this request, remembered on its head; None when answered here."""
+        head = self.head
+        host = head.host.decode("latin-1")
+        path = head.path.decode("latin-1")
+        pool = table.lookup(host, path)
+        if pool is not None:
+            head.route_memo = (table, pool)
+            return pool
+        empty = table.lookup_empty(host, path)
+        if empty is not None and empty.route_service_url:
+            through_route_service(self, empty)
+        elif empty is not None:
+            # A route whose endpoints all went away, kept for empty_pool_timeout.
+            self.fail(503, "no_endpoints", "No endpoint can take the request.")
+        else:
+            self.fail(404, "unknown_route", f"Requested route ('{_printable(host)}') "
+                                            "does not exist.")
+        return None
 
     def _pinned(self) -> EndpointState | bool | None:
         """``X-Cf-App-Instance: app:index``: that one instance, 400 when malformed or gone."""
@@ -287,7 +303,7 @@ class Exchange:
             self.head_bytes, self.request_id = build_request_head(
                 head, client_ip=self.client.client_ip_bytes, trusted=self.client.trusted,
                 proto=server.proto, request_id=self.request_id or server.request_id(),
-                start_ms=int(time.time() * 1000), extra=self.fields)
+                start_ms=time.time_ns() // 1_000_000, extra=self.fields)
         transport = conn.transport
         assert transport is not None
         transport.write(self.head_bytes)
@@ -675,7 +691,10 @@ class Exchange:
             self.state = None
 
     def _finish(self) -> None:
-        self._release_state()
+        state = self.state  # _release_state, written out: this runs for every request
+        if state is not None:
+            state.active -= 1
+            self.state = None
         lease = self.lease  # the connection's: released when the client connection ends
         server = self.client.server
         duration = time.monotonic() - self.start

@@ -79,11 +79,17 @@ class RoundRobinBalancer:
     def select(self, endpoints: Sequence[EndpointState], key: str, now: float,
                exclude: frozenset[EndpointState] = frozenset()) -> EndpointState | None:
         count = len(endpoints)
+        turn = self._next
         for _ in range(count):
-            endpoint = endpoints[self._next % count]
-            self._next += 1
-            if endpoint not in exclude and endpoint.available(now):
+            endpoint = endpoints[turn % count]
+            turn += 1
+            # ``available``, written out: this runs for every proxied request.
+            if endpoint.down_until <= now and not (
+                    endpoint.max_connections and endpoint.active >= endpoint.max_connections) \
+                    and endpoint not in exclude:
+                self._next = turn
                 return endpoint
+        self._next = turn
         return None
 
 

@@ -105,8 +105,48 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
     """The head to send upstream and the request id it carries.
 
     ``extra``: whole field lines, each ending in CRLF, added last as they are.
+    What the head's own fields contribute depends on the head and ``trusted``
+    alone, so it is worked out once per head (``_forwarding``) and kept on
+    it: a head the parser remembered comes back as the same object.
     """
-    drop = HOP_BY_HOP
+    plan = head.forward_memo
+    if plan is None or plan[0] != trusted:
+        plan = head.forward_memo = _forwarding(head, trusted)
+    _, kept, xff, xf_proto, xf_host, rid, has_start, tail = plan
+    rid = rid or request_id
+    xff = xff + b", " + client_ip if xff else client_ip
+    if has_start:
+        fields = _FORWARDED % (xff, xf_proto or proto, xf_host or head.host, rid, rid)
+    else:
+        fields = _FORWARDED_START % (xff, xf_proto or proto, xf_host or head.host, rid, rid,
+                                     start_ms)
+    return b"".join((kept, fields, tail, extra, CRLF)), rid
+
+
+_Forwarding = tuple[bool, bytes, bytes, bytes, bytes, bytes, bool, bytes]
+"""``trusted``, request line and kept fields, the client's X-Forwarded-For, -Proto and
+-Host (trusted clients only), its X-Request-Id, whether it set X-Request-Start, and the
+fields that follow the proxy's own (Upgrade, Transfer-Encoding)."""
+
+
+_XFF, _XF_PROTO, _XF_HOST, _RID, _START, _CUT, _CONNECTION, _UPGRADE = range(8)
+_SPECIAL: dict[bytes, int] = {
+    **dict.fromkeys(HOP_BY_HOP, _CUT),
+    **dict.fromkeys(_REPLACED, _CUT),
+    b"connection": _CONNECTION,
+    b"upgrade": _UPGRADE,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _XF_PROTO,
+    b"x-forwarded-host": _XF_HOST,
+    b"x-request-id": _RID,
+    b"x-request-start": _START,
+}
+"""Request fields the proxy does something with, by lower-case name; others pass as they are."""
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+def _forwarding(head: RequestHead, trusted: bool) -> _Forwarding:
+    named: frozenset[bytes] = frozenset()  # what Connection names beyond the usual
     xff = b""
     xf_proto = b""
     xf_host = b""
@@ -115,61 +155,47 @@ def build_request_head(head: RequestHead, *, client_ip: bytes, trusted: bool, pr
     upgrade = b""
     out = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
     append = out.append
+    special = _SPECIAL
     for name, value in head.headers:
         lname = name.lower()
-        if lname[:2] == b"x-":
-            if lname == b"x-forwarded-for":
-                if trusted:
-                    xff = value if not xff else xff + b", " + value
+        kind = special.get(lname)
+        if kind is None or kind == _START:
+            if named and lname in named:
                 continue
-            if lname == b"x-forwarded-proto":
-                if trusted and not xf_proto:
-                    xf_proto = value
-                continue
-            if lname == b"x-forwarded-host":
-                if trusted and not xf_host:
-                    xf_host = value
-                continue
-            if lname == b"x-request-id":
-                rid = rid or value
-                continue
-            if lname in _REPLACED:
-                continue
-            if lname == b"x-request-start":
-                has_start = True
-            elif lname in drop:
-                continue
-        elif lname in drop:
-            if lname == b"connection":
-                tokens = connection_tokens(value)
-                if tokens:
-                    drop = drop.union(tokens)
-                    out = _drop_fields(out, 4, drop)
-                    append = out.append
-            elif lname == b"upgrade":
-                upgrade = value
-            continue
-        append(name)
-        append(b": ")
-        append(value)
-        append(CRLF)
-    rid = rid or request_id
-    xff = xff + b", " + client_ip if xff else client_ip
-    if has_start:
-        append(_FORWARDED % (xff, xf_proto or proto, xf_host or head.host, rid, rid))
-    else:
-        append(_FORWARDED_START % (xff, xf_proto or proto, xf_host or head.host, rid, rid,
-                                   start_ms))
+            has_start = has_start or kind == _START
+            append(name)
+            append(b": ")
+            append(value)
+            append(CRLF)
+        elif kind == _XFF:
+            if trusted:
+                xff = value if not xff else xff + b", " + value
+        elif kind == _XF_PROTO:
+            if trusted and not xf_proto:
+                xf_proto = value
+        elif kind == _XF_HOST:
+            if trusted and not xf_host:
+                xf_host = value
+        elif kind == _RID:
+            rid = rid or value
+        elif kind == _UPGRADE:
+            upgrade = value
+        elif kind == _CONNECTION and value.lower() not in _USUAL_CONNECTION:
+            # A Connection field may come after the fields it names.
+            extra = [token for token in connection_tokens(value)
+                     if special.get(token, _START) == _START]  # not set by the proxy anyway
+            if extra:
+                named = named.union(extra)
+                out = _drop_fields(out, 4, named)
+                append = out.append
+    if has_start and b"x-request-start" in named:
+        has_start = False
+    tail = b""
     if head.upgrade and upgrade:
-        append(b"Connection: Upgrade\r\nUpgrade: ")
-        append(upgrade)
-        append(b"\r\n")
+        tail = b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n"
     if head.chunked:
-        append(b"Transfer-Encoding: chunked\r\n")
-    if extra:
-        append(extra)
-    append(b"\r\n")
-    return b"".join(out), rid
+        tail += b"Transfer-Encoding: chunked\r\n"
+    return (trusted, b"".join(out), xff, xf_proto, xf_host, rid, has_start, tail)
 
 
 def _drop_fields(parts: list[bytes], start: int, drop: frozenset[bytes]) -> list[bytes]:
@@ -199,34 +225,47 @@ def build_response_head(head: ResponseHead, *, request_id: bytes, chunk: bool, c
     is text and encoded only when a cookie is set, which few responses need.
     """
     status = head.status
-    upgrade = b""
+    mode = chunk + 2 * close + 4 * http10
+    plan = head.forward_memo
+    if plan is None or plan[0] != mode or status == 101:
+        plan = _response_plan(head, mode)
+        if status != 101:
+            head.forward_memo = plan  # a head from the parser's memo comes again
+    _, before, after, has_rid, has_cookie = plan
+    rid = b"" if has_rid else b"X-Vcap-Request-Id: " + request_id + b"\r\n"
+    if instance_id and (force_sticky or (sticky_names and has_cookie)):
+        session_cookie = b""
+        if sticky_names and has_cookie:
+            for name, value in head.headers:
+                if name.lower() == b"set-cookie" and \
+                        value.partition(b"=")[0].strip() in sticky_names:
+                    session_cookie = value
+        if session_cookie or force_sticky:
+            cookie = _vcap_cookie(instance_id.encode(), session_cookie, cookie_path)
+            return b"".join((before, rid, b"Set-Cookie: ", cookie, b"\r\n", after))
+    return b"".join((before, rid, after))
+
+
+def _response_plan(head: ResponseHead, mode: int) -> tuple[int, bytes, bytes, bool, bool]:
+    """``mode``, the head up to the proxy's own fields, what follows them, and whether the
+    backend set X-Vcap-Request-Id and Set-Cookie: all that depends on the head alone."""
+    status = head.status
+    raw, has_rid, has_cookie = _forwardable(head.raw)
+    before = b"".join((_STATUS_LINES.get(status) or b"HTTP/1.1 %d " % status, head.reason,
+                       b"\r\n", raw))
     if status == 101:
         upgrade = _field(head.raw, b"\n" + head.raw.lower(), b"upgrade")
-    raw, has_rid, has_cookie = _forwardable(head.raw)
-    out = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d " % status, head.reason, b"\r\n", raw]
-    append = out.append
-    if not has_rid:
-        append(b"X-Vcap-Request-Id: " + request_id + b"\r\n")
-    session_cookie = b""
-    if instance_id and sticky_names and has_cookie:
-        for name, value in head.headers:
-            if name.lower() == b"set-cookie" and \
-                    value.partition(b"=")[0].strip() in sticky_names:
-                session_cookie = value
-    if instance_id and (session_cookie or force_sticky):
-        cookie = _vcap_cookie(instance_id.encode(), session_cookie, cookie_path)
-        append(b"Set-Cookie: " + cookie + b"\r\n")
-    if status == 101:
-        append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n")
-        return b"".join(out)
-    if chunk and status not in _NO_BODY_STATUSES:
-        append(b"Transfer-Encoding: chunked\r\n")
-    if close:
-        append(b"Connection: close\r\n")
-    elif http10:
-        append(b"Connection: keep-alive\r\n")
-    append(b"\r\n")
-    return b"".join(out)
+        return mode, before, b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n", \
+            has_rid, has_cookie
+    after = []
+    if mode & 1 and status not in _NO_BODY_STATUSES:
+        after.append(b"Transfer-Encoding: chunked\r\n")
+    if mode & 2:
+        after.append(b"Connection: close\r\n")
+    elif mode & 4:
+        after.append(b"Connection: keep-alive\r\n")
+    after.append(b"\r\n")
+    return mode, before, b"".join(after), has_rid, has_cookie
 
 
 def build_interim_head(head: ResponseHead) -> bytes:

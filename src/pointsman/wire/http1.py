@@ -21,7 +21,7 @@ socket or a clock; tests feed bytes whole and one at a time.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import httptools
 import msgspec
@@ -34,6 +34,7 @@ __all__ = [
     "HAS_COOKIE",
     "HOP_BY_HOP",
     "IDEMPOTENT",
+    "KNOWN_REQUESTS",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "RequestHead",
@@ -60,6 +61,10 @@ HOP_BY_HOP = frozenset({
 """Fields that describe one connection, never forwarded (RFC 9110 section 7.6.1)."""
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+KNOWN_REQUESTS = 256
+"""Bodiless request heads a parser's ``known`` memo holds before it starts afresh."""
+KNOWN_REQUEST_BYTES = 4096
+"""Larger reads are never remembered: the memo's memory stays within a megabyte."""
 
 
 def chunk_size_line(size: int) -> bytes:
@@ -95,6 +100,11 @@ class RequestHead(msgspec.Struct, gc=False):
     expect_continue: bool
     flags: int = 0
     """``HAS_COOKIE`` / ``HAS_APP_INSTANCE``: fields routing looks at, seen while parsing."""
+    route_memo: Any = None
+    """Left to the layer that routes: what it derived from this head, to reuse when the
+    same head comes again (heads from a parser's ``known`` memo are shared)."""
+    forward_memo: Any = None
+    """Left to ``wire.forward``: the fields it keeps, worked out once per head."""
 
     @property
     def has_body(self) -> bool:
@@ -130,6 +140,9 @@ class ResponseHead(msgspec.Struct, gc=False):
     content_length: int
     chunked: bool
     keep_alive: bool
+    forward_memo: Any = None
+    """Left to ``wire.forward``: the head as the client gets it, worked out once per
+    head (heads the parser remembers are shared by every response they fit)."""
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -147,6 +160,16 @@ class RequestParser:
     ``receive_data`` returns -1, or the offset of the first byte after an
     accepted Upgrade or CONNECT request (those bytes belong to the tunnel).
     Errors raise ``RemoteProtocolError`` carrying a status hint.
+
+    ``known`` remembers reads that were exactly one whole bodiless keep-alive
+    request, by their bytes. Clients repeat such reads byte for byte (a load
+    balancer's probe, a browser's asset requests, an API client's polls);
+    when one arrives again between messages, its head is the one llhttp
+    produced the first time, so it is handed on without feeding llhttp or
+    calling back into Python for each field. llhttp keeps no state across
+    messages of a keep-alive connection that the skipped read would change.
+    The memo belongs to the caller (one per listener: its limits decided
+    what was accepted) and is bounded in entries and in bytes per entry.
     """
 
     # A mixin: the concrete class declares the slots (no __slots__ here so the
@@ -155,16 +178,34 @@ class RequestParser:
     _url: bytes
     _headers: list[tuple[bytes, bytes]]
     _head_bytes: int
+    _known: dict[bytes, RequestHead]
+    _at_rest: bool
+    _ended: int
+    _last_head: RequestHead | None
     max_header_bytes: int
 
-    def init_parser(self, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+    def init_parser(self, max_header_bytes: int = MAX_HEADER_BYTES,
+                    known: dict[bytes, RequestHead] | None = None) -> None:
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._known = {} if known is None else known
+        self._at_rest = True
+        self._ended = 0
+        self._last_head = None
         self.max_header_bytes = max_header_bytes
 
     def receive_data(self, data: bytes) -> int:
+        learn = False
+        if self._at_rest:
+            head = self._known.get(data)
+            if head is not None:
+                self.request_received(head)
+                self.request_ended()
+                return -1
+            learn = len(data) <= KNOWN_REQUEST_BYTES
+            self._ended = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -178,7 +219,20 @@ class RequestParser:
             if self._head_bytes > self.max_header_bytes:
                 raise TooLarge("header", self._head_bytes, self.max_header_bytes) from None
             raise RemoteProtocolError(str(exc) or "malformed request", 400) from None
+        if learn and self._ended == 1 and self._at_rest:
+            self._remember(data)
         return -1
+
+    def _remember(self, data: bytes) -> None:
+        """``data`` was one whole request: keep its head if a repeat may skip llhttp."""
+        head = self._last_head
+        if head is None or head.has_body or not head.keep_alive or head.upgrade \
+                or head.method == b"CONNECT":
+            return
+        known = self._known
+        if len(known) >= KNOWN_REQUESTS:
+            known.clear()
+        known[data] = head
 
     # -- httptools callbacks --------------------------------------------------
 
@@ -186,6 +240,7 @@ class RequestParser:
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._at_rest = False
 
     # The size checks are written out in both callbacks: they run for every
     # field of every request, and a shared helper would double the calls.
@@ -249,14 +304,17 @@ class RequestParser:
         elif not (target[:1] == b"/" or target == b"*" or target[:7].lower() == b"http://"
                   or target[:8].lower() == b"https://"):
             raise RemoteProtocolError("bad request target", 400)
-        self.request_received(RequestHead(
+        head = self._last_head = RequestHead(
             method, target, version, self._headers, host, content_length, chunked,
-            parser.should_keep_alive(), parser.should_upgrade(), expect, flags))
+            parser.should_keep_alive(), parser.should_upgrade(), expect, flags)
+        self.request_received(head)
 
     def on_body(self, data: bytes) -> None:
         self.body_received(data)
 
     def on_message_complete(self) -> None:
+        self._at_rest = True
+        self._ended += 1
         self.request_ended()
 
     # -- hooks ------------------------------------------------------------------
@@ -300,6 +358,13 @@ def _head_parts(head: bytes) -> tuple[bytes, bytes, int, bool]:
         _HEAD_CACHE.clear()
     _HEAD_CACHE[head] = result
     return result
+
+
+_KNOWN_RESPONSES: dict[bytes, ResponseHead] = {}
+"""Final response heads with Content-Length framing, by their bytes, as llhttp read them:
+a response that arrives whole with one of these heads needs no parsing (see
+``ResponseParser.receive_response_data``). The heads are shared, never changed."""
+_BODILESS = frozenset({204, 304})
 
 
 class ResponseHandler(Protocol):
@@ -346,6 +411,24 @@ class ResponseParser:
         self._no_body = True
 
     def receive_response_data(self, data: bytes) -> int:
+        if self._at_head and not self._rbuf and not self._no_body:
+            # A whole response in one read whose head llhttp accepted before:
+            # with Content-Length framing and nothing after it, llhttp would
+            # say the same again, so it is not asked.
+            end = data.find(b"\r\n\r\n")
+            head = _KNOWN_RESPONSES.get(data[:end]) if end > 0 else None
+            if head is not None and len(data) - end - 4 == head.content_length:
+                sink = self.sink
+                if sink is not None:
+                    sink.on_response_head(head)
+                if head.content_length:
+                    sink = self.sink
+                    if sink is not None:
+                        sink.on_response_body(data[end + 4:])
+                sink = self.sink
+                if sink is not None:
+                    sink.on_response_end()
+                return -1
         if self._at_head:
             self._rbuf = self._rbuf + data if self._rbuf else data
             if len(self._rbuf) > MAX_RESPONSE_HEAD_BYTES and b"\r\n\r\n" not in self._rbuf:
@@ -381,6 +464,11 @@ class ResponseParser:
         parts = _HEAD_CACHE.get(key) or _head_parts(key)
         head = ResponseHead(status, parts[0], parser.get_http_version(), parts[1], parts[2],
                             parts[3], parser.should_keep_alive())
+        if status >= 200 and parts[2] >= 0 and not parts[3] and not self._no_body \
+                and status not in _BODILESS:
+            if len(_KNOWN_RESPONSES) >= HEAD_CACHE_SIZE:
+                _KNOWN_RESPONSES.clear()
+            _KNOWN_RESPONSES[key] = head
         sink = self.sink
         if sink is not None:
             sink.on_response_head(head)

@@ -95,6 +95,8 @@ def test_wrk_argv_is_bounded_single_threaded() -> None:
         "wrk", "-t", "1", "-c", "32", "-d", "2.5s", "--latency",
         "-H", "Connection: close", "http://127.0.0.1:1/x",
     ]
+    scripted = wrk_argv("http://127.0.0.1:1/x", 1, connections=2, script="bench/u.lua")
+    assert scripted[-3:] == ["-s", "bench/u.lua", "http://127.0.0.1:1/x"]
 
 
 def _iperf3_json(received_bytes: int, seconds: float) -> str:

@@ -57,6 +57,16 @@ def test_hop_by_hop_and_connection_named_fields_removed() -> None:
     assert b"accept" in names and b"host" in names
 
 
+def test_a_request_start_named_by_connection_is_replaced_by_the_proxys_own() -> None:
+    start = (b"X-Request-Start", b"99")
+    for fields_in in ((start, (b"Connection", b"X-Request-Start")),
+                      ((b"Connection", b"X-Request-Start"), start)):
+        out = rewrite(request((b"Host", b"h"), *fields_in))
+        assert [value for name, value in out if name == b"X-Request-Start"] == [b"1234"]
+    kept = rewrite(request((b"Host", b"h"), start, (b"Connection", b"keep-alive")))
+    assert [value for name, value in kept if name == b"X-Request-Start"] == [b"99"]
+
+
 def test_chunked_and_upgrade_are_announced_again() -> None:
     out = rewrite(request((b"Host", b"h"), (b"Transfer-Encoding", b"chunked"), chunked=True))
     assert (b"Transfer-Encoding", b"chunked") in out
@@ -78,6 +88,33 @@ def test_response_head_framing_and_sticky_cookie() -> None:
     assert (b"Set-Cookie", b"__VCAP_ID__=i-1; Path=/; HttpOnly; Max-Age=60; Secure") in out
     assert not any(name in (b"Connection", b"X-Gone") for name, _ in out)
     assert (b"X-Kept", b"2") in out
+
+
+def test_a_shared_head_is_rewritten_for_each_connection_and_request() -> None:
+    """What a head contributes is kept on it; trust, client and request id still count."""
+    head = request((b"Host", b"h.test"), (b"X-Forwarded-For", b"6.6.6.6"))
+    for trusted in (False, True, False):
+        raw, rid = build_request_head(head, client_ip=b"10.1.1.%d" % trusted, trusted=trusted,
+                                      proto=b"https", request_id=b"rid-%d" % trusted,
+                                      start_ms=7)
+        out = dict(fields(raw))
+        assert out[b"X-Forwarded-For"] == (b"6.6.6.6, 10.1.1.1" if trusted else b"10.1.1.0")
+        assert out[b"X-Vcap-Request-Id"] == rid == b"rid-%d" % trusted
+        assert out[b"X-Forwarded-Proto"] == b"https"
+
+
+def test_a_shared_response_head_takes_each_framing_and_cookie() -> None:
+    head = ResponseHead(200, b"OK", "1.1", b"Set-Cookie: JSESSIONID=x\r\n", 5, False, True)
+
+    def build(chunk: bool, close: bool, instance: str = "") -> bytes:
+        return build_response_head(head, request_id=b"r", chunk=chunk, close=close,
+                                   sticky_names=frozenset({b"JSESSIONID"}),
+                                   instance_id=instance, force_sticky=False)
+
+    assert build(False, False).endswith(b"X-Vcap-Request-Id: r\r\n\r\n")
+    assert build(True, True).endswith(b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    assert b"__VCAP_ID__=i-2" in build(True, True, "i-2")
+    assert build(False, False) == build(False, False)
 
 
 def test_interim_head_keeps_its_fields_but_not_hop_by_hop_ones() -> None:

@@ -7,9 +7,17 @@ a second message behind it; the outcome must be the same each way.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pointsman.wire.errors import ProtocolError, RemoteProtocolError, TooLarge
-from pointsman.wire.http1 import RequestHead, RequestParser, ResponseHead, ResponseParser
+from pointsman.wire.http1 import (
+    KNOWN_REQUESTS,
+    RequestHead,
+    RequestParser,
+    ResponseHead,
+    ResponseParser,
+)
 
 Event = tuple[str, object]
 
@@ -144,6 +152,114 @@ def test_upgrade_and_connect_return_the_tunnel_offset() -> None:
         Recorder().receive_data(b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n")
 
 
+class HeadRecorder(Recorder):
+    """Keeps the head objects themselves, to see which ones the memo handed out again."""
+
+    def __init__(self, known: dict[bytes, RequestHead]) -> None:
+        self.init_parser(16 * 1024, known)
+        self.events = []
+        self.heads: list[RequestHead] = []
+
+    def request_received(self, head: RequestHead) -> None:
+        super().request_received(head)
+        self.heads.append(head)
+
+
+GET = b"GET /a?b HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\n\r\n"
+
+
+def test_a_repeated_bodiless_request_is_recognised_by_its_bytes() -> None:
+    known: dict[bytes, RequestHead] = {}
+    first, second = HeadRecorder(known), HeadRecorder(known)
+    first.receive_data(GET)
+    second.receive_data(GET)  # another connection of the same listener
+    second.receive_data(GET)
+    assert first.events == second.events[:2] == second.events[2:]
+    assert first.heads[0] is second.heads[0] is second.heads[1]
+    assert list(known) == [GET]
+
+
+@pytest.mark.parametrize("data", [
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok",  # a body
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",  # the last one
+    b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",  # HTTP/1.0 without keep-alive
+    GET + GET,  # two requests in one read
+    GET[:-2],  # not whole yet
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+])
+def test_only_one_whole_bodiless_keep_alive_request_per_read_is_remembered(data: bytes) -> None:
+    known: dict[bytes, RequestHead] = {}
+    HeadRecorder(known).receive_data(data)
+    assert known == {}
+
+
+def test_a_remembered_request_inside_another_message_is_parsed_as_bytes() -> None:
+    """Between messages a read may be a known request; inside a head it is just bytes."""
+    known: dict[bytes, RequestHead] = {}
+    HeadRecorder(known).receive_data(GET)
+    parser = HeadRecorder(known)
+    parser.receive_data(b"GET /x HTTP/1.1\r\nX-A: ")
+    parser.receive_data(GET)  # the rest of /x's head: "GET /a?b HTTP/1.1" is X-A's value
+    assert parser.events == [("head", (b"GET", b"/x", -1, False, b"a.test")), ("end", None)]
+    body = HeadRecorder(known)
+    body.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(GET))
+    body.receive_data(GET)
+    assert body.events[1:] == [("body", GET), ("end", None)]
+
+
+class Forgetful(dict[bytes, RequestHead]):
+    """A memo that never keeps anything: the parser as it was without one."""
+
+    def __setitem__(self, key: bytes, value: RequestHead) -> None:
+        pass
+
+
+READS = [
+    GET, GET[:20], GET[20:], GET + GET,
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n", b"ab", b"cd",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"4\r\nabcd\r\n", b"0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+    b"\r\n", b"garbage\r\n\r\n",
+]
+
+
+def outcome(parser: HeadRecorder, reads: list[bytes]) -> list[object]:
+    """Events and errors, read by read, until the first error (which ends a connection)."""
+    seen: list[object] = []
+    for data in reads:
+        try:
+            offset = parser.receive_data(data)
+        except RemoteProtocolError as exc:
+            return [*seen, *parser.events, ("error", exc.status_hint)]
+        if offset >= 0:
+            return [*seen, *parser.events, ("tunnel", offset)]
+        seen += parser.events
+        parser.events.clear()
+    return seen
+
+
+@settings(max_examples=300)
+@given(st.lists(st.lists(st.sampled_from(READS), max_size=8), max_size=4))
+def test_the_memo_never_changes_what_a_connection_sees(connections: list[list[bytes]]) -> None:
+    """Connections of one listener share a memo; each sees what a parser without one sees."""
+    known: dict[bytes, RequestHead] = {}
+    for reads in connections + connections:
+        assert outcome(HeadRecorder(known), reads) == outcome(HeadRecorder(Forgetful()), reads)
+
+
+def test_the_memo_is_bounded() -> None:
+    known: dict[bytes, RequestHead] = {}
+    parser = HeadRecorder(known)
+    for i in range(KNOWN_REQUESTS + 10):
+        parser.receive_data(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+    assert 0 < len(known) <= KNOWN_REQUESTS
+    assert len(parser.events) == 2 * (KNOWN_REQUESTS + 10)
+
+
 def test_protocol_error_base_is_abstract() -> None:
     with pytest.raises(TypeError):
         ProtocolError("x")
@@ -199,3 +315,47 @@ def test_wire_imports_no_io() -> None:
         source = open(module.__file__ or "").read()  # noqa: SIM115
         for banned in ("import asyncio", "import socket", "import time"):
             assert banned not in source
+
+
+OK = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+      b"X-Unique: %d\r\n\r\nhello")
+
+
+def test_a_whole_response_with_a_known_head_skips_llhttp_and_says_the_same() -> None:
+    """A head seen once is shared by later responses that arrive whole behind it."""
+    response = OK % 1
+    first, second = ResponseRecorder(), ResponseRecorder()
+    heads: list[ResponseHead] = []
+    for parser in (first, second, second):
+        parser.on_response_head = heads.append  # type: ignore[method-assign]
+        parser.receive_response_data(response)
+    assert heads[0] is heads[1] is heads[2]
+    assert second.events == [("body", b"hello"), ("end", None)] * 2
+
+
+@pytest.mark.parametrize("tail", [b"", b"!", b"HTTP/1.1 204 No Content\r\n\r\n"])
+def test_a_known_head_with_other_framing_goes_through_llhttp(tail: bytes) -> None:
+    """Short, or with bytes behind it: llhttp decides where the response ends."""
+    unique = OK % 2
+    ResponseRecorder().receive_response_data(unique)  # the head becomes known
+    parser = ResponseRecorder()
+    data = unique[:-1] if not tail else unique + tail
+    if tail == b"!":
+        with pytest.raises(RemoteProtocolError):
+            parser.receive_response_data(data)
+        return
+    parser.receive_response_data(data)
+    if not tail:
+        assert parser.events == [("head", (200, 5, False)), ("body", b"hell")]
+    else:
+        assert parser.events == [("head", (200, 5, False)), ("body", b"hello"), ("end", None),
+                                 ("head", (204, -1, False)), ("end", None)]
+
+
+def test_a_known_head_answering_head_has_no_body() -> None:
+    unique = OK % 3
+    ResponseRecorder().receive_response_data(unique)
+    parser = ResponseRecorder()
+    parser.expect_no_body()
+    parser.receive_response_data(unique[:-5])
+    assert parser.events == [("head", (200, 5, False)), ("end", None)]
