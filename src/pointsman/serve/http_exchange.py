@@ -182,9 +182,6 @@ class Exchange:
         if pool.static_root:
             self._serve_static(pool)
             return
-        if pool.route_service_url:
-            through_route_service(self, pool)
-            return
         provision = server.provision_routes.get(pool.key)
         if provision is not None:
             use_provision(self, provision)
@@ -207,6 +204,10 @@ class Exchange:
         path = head.path.decode("latin-1")
         pool = table.lookup(host, path)
         if pool is not None:
+            if pool.route_service_url:
+                # Never remembered, so a remembered route is never one of these.
+                through_route_service(self, pool)
+                return None
             head.route_memo = (table, pool)
             return pool
         empty = table.lookup_empty(host, path)
