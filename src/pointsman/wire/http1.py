@@ -167,7 +167,8 @@ class RequestParser:
     when one arrives again between messages, its head is the one llhttp
     produced the first time, so it is handed on without feeding llhttp or
     calling back into Python for each field. llhttp keeps no state across
-    messages of a keep-alive connection that the skipped read would change.
+    messages of a keep-alive connection that the skipped read would change;
+    after a message that ends the connection the memo is not asked.
     The memo belongs to the caller (one per listener: its limits decided
     what was accepted) and is bounded in entries and in bytes per entry.
     """
@@ -313,7 +314,10 @@ class RequestParser:
         self.body_received(data)
 
     def on_message_complete(self) -> None:
-        self._at_rest = True
+        # After a message that ends the connection (Connection: close, HTTP/1.0
+        # without keep-alive) llhttp refuses any further one: so must the memo.
+        head = self._last_head
+        self._at_rest = head is not None and head.keep_alive
         self._ended += 1
         self.request_ended()
 

@@ -214,6 +214,21 @@ def test_the_memo_is_bounded() -> None:
     assert len(parser.events) == 2 * (KNOWN_REQUESTS + 10)
 
 
+@pytest.mark.parametrize("last", [
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+], ids=["connection-close", "http/1.0"])
+def test_a_remembered_request_after_the_last_message_is_refused(last: bytes) -> None:
+    """llhttp takes nothing after a message that ends the connection; nor may the memo."""
+    known: dict[bytes, RequestHead] = {}
+    HeadRecorder(known).receive_data(GET)
+    parser = HeadRecorder(known)
+    parser.receive_data(last)
+    with pytest.raises(RemoteProtocolError):
+        parser.receive_data(GET)
+    assert len(parser.heads) == 1
+
+
 def test_protocol_error_base_is_abstract() -> None:
     with pytest.raises(TypeError):
         ProtocolError("x")
