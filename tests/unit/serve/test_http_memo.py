@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pointsman.config import HttpListener, HttpRoute
-from pointsman.routing.table import RoutePool, RouteTable
+from pointsman.routing.table import Endpoint, RoutePool, RouteTable
 from pointsman.serve import http1
 from pointsman.serve.context import ServeContext
 from pointsman.serve.poller import Poller
@@ -45,19 +45,25 @@ class WeakTable(RouteTable):
     __slots__ = ("__weakref__",)
 
 
-async def _origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
+def _origin(name: bytes = b"") -> Any:
+    """An origin answering ``ok`` to every request, its ``name`` in an ``X-Origin`` field."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Origin: %s\r\nContent-Length: 2\r\n\r\nok"
+                             % name)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return serve
 
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[tuple[http1.HttpServer, ServeContext]]:
     loop = asyncio.get_running_loop()
-    origin = await asyncio.start_server(_origin, "127.0.0.1", 0)
+    origin = await asyncio.start_server(_origin(b"a"), "127.0.0.1", 0)
     port = origin.sockets[0].getsockname()[1]
     ctx = ServeContext(loop=loop, poller=Poller(loop), access=Quiet(), events=Quiet())
     config = HttpListener(name="web", listen="127.0.0.1:0", routes=[
@@ -70,14 +76,19 @@ async def proxy() -> AsyncIterator[tuple[http1.HttpServer, ServeContext]]:
 
 
 async def _exchange(loop: asyncio.AbstractEventLoop, sock: socket.socket, request: bytes) -> bytes:
+    """Send ``request`` and read its whole response (Content-Length framed)."""
     await loop.sock_sendall(sock, request)
     data = b""
-    while not data.endswith(b"ok"):
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(body) >= length:
+                return data
         chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
         if not chunk:
-            break
+            return data
         data += chunk
-    return data
 
 
 async def test_a_remembered_head_does_not_keep_a_replaced_route_table_alive(
@@ -102,3 +113,27 @@ async def test_a_remembered_head_does_not_keep_a_replaced_route_table_alive(
         assert (await _exchange(loop, sock, FIRST)).startswith(b"HTTP/1.1 200")
     finally:
         sock.close()
+
+
+async def test_a_rebuilt_table_of_the_same_version_routes_a_remembered_head_anew(
+        proxy: tuple[http1.HttpServer, ServeContext]) -> None:
+    """A reload-like rebuild starts again at version 0: the head's route must follow it."""
+    server, ctx = proxy
+    loop = asyncio.get_running_loop()
+    other = await asyncio.start_server(_origin(b"b"), "127.0.0.1", 0)
+    port = other.sockets[0].getsockname()[1]
+    sock = socket.create_connection(server.addresses[0])
+    sock.setblocking(False)
+    try:
+        assert b"X-Origin: a" in await _exchange(loop, sock, FIRST)
+        assert b"X-Origin: a" in await _exchange(loop, sock, FIRST)  # the remembered head
+        version = ctx.routes.table.version
+        rebuilt = RouteTable.build([RoutePool("app.test", (Endpoint("127.0.0.1", port),))],
+                                   version)
+        ctx.routes.table = rebuilt
+        assert b"X-Origin: b" in await _exchange(loop, sock, FIRST)
+        ctx.routes.table = rebuilt.with_changes([], ["app.test"])
+        assert b"404" in (await _exchange(loop, sock, FIRST)).split(b"\r\n", 1)[0]
+    finally:
+        sock.close()
+        other.close()
