@@ -465,6 +465,9 @@ class ResponseParser:
             self._at_head = False
             self._rended = False
         key = buffer[:end]
+        if key[:1] == b"\r":
+            # llhttp skips empty lines before a status line: they are no part of the head.
+            key = key.lstrip(b"\r\n")
         parts = _HEAD_CACHE.get(key) or _head_parts(key)
         head = ResponseHead(status, parts[0], parser.get_http_version(), parts[1], parts[2],
                             parts[3], parser.should_keep_alive())

@@ -328,3 +328,20 @@ def test_a_known_head_answering_head_has_no_body() -> None:
     parser.expect_no_body()
     parser.receive_response_data(unique[:-5])
     assert parser.events == [("head", (200, 5, False)), ("end", None)]
+
+
+def test_an_empty_line_before_a_status_line_is_not_part_of_the_head() -> None:
+    """llhttp skips CRLFs before a response (a backend's stray end of line); so do the cuts,
+    or the status line would be forwarded as a field line of its own."""
+    heads: list[ResponseHead] = []
+    for _ in range(2):  # the second time, by the known-response path if at all
+        parser = ResponseRecorder()
+        parser.on_response_head = heads.append  # type: ignore[method-assign]
+        parser.receive_response_data(b"\r\nHTTP/1.1 201 Made\r\nContent-Length: 2\r\n\r\nok")
+        assert parser.events == [("body", b"ok"), ("end", None)]
+    for head in heads:
+        assert (head.status, head.reason, head.raw) == (201, b"Made", b"Content-Length: 2\r\n")
+    interim = ResponseRecorder()
+    interim.on_response_head = heads.append  # type: ignore[method-assign]
+    interim.receive_response_data(b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 204 None\r\n\r\n")
+    assert (heads[-1].status, heads[-1].reason, heads[-1].raw) == (204, b"None", b"")
