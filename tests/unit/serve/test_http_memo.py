@@ -137,3 +137,38 @@ async def test_a_rebuilt_table_of_the_same_version_routes_a_remembered_head_anew
     finally:
         sock.close()
         other.close()
+
+
+async def _head_aware(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The same response head to every request; no body after it for HEAD."""
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            body = b"" if head.startswith(b"HEAD ") else b"ok"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+async def test_a_known_response_head_answering_head_is_framed_without_its_body(
+        proxy: tuple[http1.HttpServer, ServeContext]) -> None:
+    """GET, HEAD, GET on one kept-alive upstream: the HEAD response's head is a known one."""
+    server, ctx = proxy
+    loop = asyncio.get_running_loop()
+    origin = await asyncio.start_server(_head_aware, "127.0.0.1", 0)
+    port = origin.sockets[0].getsockname()[1]
+    ctx.routes.table = RouteTable.build([RoutePool("app.test", (Endpoint("127.0.0.1", port),))])
+    sock = socket.create_connection(server.addresses[0])
+    sock.setblocking(False)
+    try:
+        for _ in range(2):
+            assert (await _exchange(loop, sock, FIRST)).endswith(b"\r\n\r\nok")
+            await loop.sock_sendall(sock, FIRST.replace(b"GET", b"HEAD"))
+            answer = b""
+            while not answer.endswith(b"\r\n\r\n"):
+                answer += await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+            assert answer.startswith(b"HTTP/1.1 200") and b"Content-Length: 2" in answer
+        assert (await _exchange(loop, sock, SECOND)).endswith(b"\r\n\r\nok")
+    finally:
+        sock.close()
+        origin.close()
