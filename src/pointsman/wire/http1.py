@@ -200,12 +200,15 @@ class RequestParser:
     def receive_data(self, data: bytes) -> int:
         learn = False
         if self._at_rest:
-            head = self._known.get(data)
-            if head is not None:
-                self.request_received(head)
-                self.request_ended()
-                return -1
-            learn = len(data) <= KNOWN_REQUEST_BYTES
+            # Larger reads are never remembered, and hashing one (an upload's
+            # first read, a pipelined burst) would cost a third of a ns a byte.
+            if len(data) <= KNOWN_REQUEST_BYTES:
+                head = self._known.get(data)
+                if head is not None:
+                    self.request_received(head)
+                    self.request_ended()
+                    return -1
+                learn = True
             self._ended = 0
         try:
             self._parser.feed_data(data)
