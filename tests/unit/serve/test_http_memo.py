@@ -11,68 +11,21 @@ import asyncio
 import gc
 import socket
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any
 
-import pytest
+from http_origin import origin
 
-from pointsman.config import HttpListener, HttpRoute
 from pointsman.routing.table import Endpoint, RoutePool, RouteTable
 from pointsman.serve import http1
 from pointsman.serve.context import ServeContext
-from pointsman.serve.poller import Poller
 
 FIRST = b"GET /first HTTP/1.1\r\nHost: app.test\r\n\r\n"
 SECOND = b"GET /second HTTP/1.1\r\nHost: app.test\r\n\r\n"
-
-
-class Quiet:
-    enabled = False
-
-    def write(self, record: dict[str, Any]) -> None: ...
-
-    def count(self, listener: str, error: bool) -> None: ...
-
-    def wants(self, level: str) -> bool:
-        return False
-
-    def event(self, level: str, name: str, **fields: Any) -> None: ...
 
 
 class WeakTable(RouteTable):
     """A route table a test can hold a weak reference to."""
 
     __slots__ = ("__weakref__",)
-
-
-def _origin(name: bytes = b"") -> Any:
-    """An origin answering ``ok`` to every request, its ``name`` in an ``X-Origin`` field."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(b"HTTP/1.1 200 OK\r\nX-Origin: %s\r\nContent-Length: 2\r\n\r\nok"
-                             % name)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    return serve
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[tuple[http1.HttpServer, ServeContext]]:
-    loop = asyncio.get_running_loop()
-    origin = await asyncio.start_server(_origin(b"a"), "127.0.0.1", 0)
-    port = origin.sockets[0].getsockname()[1]
-    ctx = ServeContext(loop=loop, poller=Poller(loop), access=Quiet(), events=Quiet())
-    config = HttpListener(name="web", listen="127.0.0.1:0", routes=[
-        HttpRoute(host="app.test", endpoints=[f"127.0.0.1:{port}"])])
-    server = await http1.start(config, ctx)
-    yield server, ctx
-    await server.drain(1.0)
-    origin.close()
-    ctx.poller.close()
 
 
 async def _exchange(loop: asyncio.AbstractEventLoop, sock: socket.socket, request: bytes) -> bytes:
@@ -92,8 +45,8 @@ async def _exchange(loop: asyncio.AbstractEventLoop, sock: socket.socket, reques
 
 
 async def test_a_remembered_head_does_not_keep_a_replaced_route_table_alive(
-        proxy: tuple[http1.HttpServer, ServeContext]) -> None:
-    server, ctx = proxy
+        http_proxy: tuple[http1.HttpServer, ServeContext]) -> None:
+    server, ctx = http_proxy
     loop = asyncio.get_running_loop()
     old = WeakTable.build(list(ctx.routes.table))
     ctx.routes.table = old
@@ -116,11 +69,11 @@ async def test_a_remembered_head_does_not_keep_a_replaced_route_table_alive(
 
 
 async def test_a_rebuilt_table_of_the_same_version_routes_a_remembered_head_anew(
-        proxy: tuple[http1.HttpServer, ServeContext]) -> None:
+        http_proxy: tuple[http1.HttpServer, ServeContext]) -> None:
     """A reload-like rebuild starts again at version 0: the head's route must follow it."""
-    server, ctx = proxy
+    server, ctx = http_proxy
     loop = asyncio.get_running_loop()
-    other = await asyncio.start_server(_origin(b"b"), "127.0.0.1", 0)
+    other = await asyncio.start_server(origin(b"b"), "127.0.0.1", 0)
     port = other.sockets[0].getsockname()[1]
     sock = socket.create_connection(server.addresses[0])
     sock.setblocking(False)
@@ -151,9 +104,9 @@ async def _head_aware(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 async def test_a_known_response_head_answering_head_is_framed_without_its_body(
-        proxy: tuple[http1.HttpServer, ServeContext]) -> None:
+        http_proxy: tuple[http1.HttpServer, ServeContext]) -> None:
     """GET, HEAD, GET on one kept-alive upstream: the HEAD response's head is a known one."""
-    server, ctx = proxy
+    server, ctx = http_proxy
     loop = asyncio.get_running_loop()
     origin = await asyncio.start_server(_head_aware, "127.0.0.1", 0)
     port = origin.sockets[0].getsockname()[1]
