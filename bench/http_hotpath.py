@@ -43,19 +43,6 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n"
 """nginx's answer for a 128-byte file, the origin of the ``http`` scenario."""
 
 
-class Quiet:
-    """Access log and event sink that record nothing (as in the ``http`` scenario)."""
-
-    enabled = False
-
-    def write(self, record: dict[str, Any]) -> None: ...
-
-    def wants(self, level: str) -> bool:
-        return False
-
-    def event(self, level: str, name: str, **fields: Any) -> None: ...
-
-
 class CountingTransport:
     """Just enough of a transport: writes are counted, flow control is a no-op."""
 
@@ -92,6 +79,7 @@ def drive(requests: int, unique: bool = False) -> float:
     """Proxy ``requests`` keep-alive GETs; the CPU seconds the last ``requests`` took."""
     from pointsman.config import HttpListener, HttpRoute
     from pointsman.control.counters import CountingSink
+    from pointsman.control.logs import JsonLog
     from pointsman.serve import http1
     from pointsman.serve.context import ServeContext
     from pointsman.serve.http_upstream import UpstreamConnection
@@ -99,8 +87,8 @@ def drive(requests: int, unique: bool = False) -> float:
 
     loop = asyncio.new_event_loop()
     # As the runtime does: per-listener counts in front of an access log that is off.
-    ctx = ServeContext(loop=loop, poller=Poller(loop), access=CountingSink(Quiet()),
-                       events=Quiet())
+    ctx = ServeContext(loop=loop, poller=Poller(loop), access=CountingSink(JsonLog("off")),
+                       events=JsonLog("off"))
     config = HttpListener(name="bench", listen="127.0.0.1:0", routes=[
         HttpRoute(host="127.0.0.1", endpoints=["127.0.0.1:18080"])])
     ctx.routes.table = http1.static_table(config, ctx)

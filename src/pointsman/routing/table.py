@@ -25,6 +25,7 @@ a route service while route services are off).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 
 import msgspec
@@ -35,6 +36,7 @@ SHARDS = 256
 """Shard count: a change to one host copies one shard of about ``len / SHARDS`` hosts."""
 
 _MASK = SHARDS - 1
+_SERIALS = itertools.count(1)
 
 
 def route_key(uri: str) -> str:
@@ -157,13 +159,16 @@ _Shards = tuple[dict[str, _Host], ...]
 class RouteTable:
     """An immutable snapshot of every route; see the module docstring for its layout."""
 
-    __slots__ = ("_count", "_shards", "_wildcards", "version")
+    __slots__ = ("_count", "_shards", "_wildcards", "serial", "version")
 
     def __init__(self, shards: _Shards, count: int, wildcards: int, version: int) -> None:
         self._shards = shards
         self._count = count
         self._wildcards = wildcards
         self.version = version
+        self.serial = next(_SERIALS)
+        """This snapshot's own number in the process, for what is derived from it and kept
+        elsewhere: ``version`` may repeat, and a reference would keep the table alive."""
 
     @classmethod
     def empty(cls) -> RouteTable:

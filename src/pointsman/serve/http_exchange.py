@@ -170,9 +170,10 @@ class Exchange:
             return
         table = server.routes.table
         # A head the parser remembered comes again as the same object: its
-        # route stands as long as the table does.
+        # route stands as long as the table does. Kept by the table's serial,
+        # not the table: a remembered head must not keep replaced tables alive.
         memo = head.route_memo
-        if memo is not None and memo[0] is table:
+        if memo is not None and memo[0] == table.serial:
             pool = memo[1]
         else:
             pool = self._lookup(table)
@@ -208,7 +209,7 @@ class Exchange:
                 # Never remembered, so a remembered route is never one of these.
                 through_route_service(self, pool)
                 return None
-            head.route_memo = (table, pool)
+            head.route_memo = (table.serial, pool)
             return pool
         empty = table.lookup_empty(host, path)
         if empty is not None and empty.route_service_url:

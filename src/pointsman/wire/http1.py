@@ -167,7 +167,8 @@ class RequestParser:
     when one arrives again between messages, its head is the one llhttp
     produced the first time, so it is handed on without feeding llhttp or
     calling back into Python for each field. llhttp keeps no state across
-    messages of a keep-alive connection that the skipped read would change.
+    messages of a keep-alive connection that the skipped read would change;
+    after a message that ends the connection the memo is not asked.
     The memo belongs to the caller (one per listener: its limits decided
     what was accepted) and is bounded in entries and in bytes per entry.
     """
@@ -199,12 +200,15 @@ class RequestParser:
     def receive_data(self, data: bytes) -> int:
         learn = False
         if self._at_rest:
-            head = self._known.get(data)
-            if head is not None:
-                self.request_received(head)
-                self.request_ended()
-                return -1
-            learn = len(data) <= KNOWN_REQUEST_BYTES
+            # Larger reads are never remembered, and hashing one (an upload's
+            # first read, a pipelined burst) would cost a third of a ns a byte.
+            if len(data) <= KNOWN_REQUEST_BYTES:
+                head = self._known.get(data)
+                if head is not None:
+                    self.request_received(head)
+                    self.request_ended()
+                    return -1
+                learn = True
             self._ended = 0
         try:
             self._parser.feed_data(data)
@@ -313,7 +317,10 @@ class RequestParser:
         self.body_received(data)
 
     def on_message_complete(self) -> None:
-        self._at_rest = True
+        # After a message that ends the connection (Connection: close, HTTP/1.0
+        # without keep-alive) llhttp refuses any further one: so must the memo.
+        head = self._last_head
+        self._at_rest = head is not None and head.keep_alive
         self._ended += 1
         self.request_ended()
 
@@ -461,6 +468,9 @@ class ResponseParser:
             self._at_head = False
             self._rended = False
         key = buffer[:end]
+        if key[:1] == b"\r":
+            # llhttp skips empty lines before a status line: they are no part of the head.
+            key = key.lstrip(b"\r\n")
         parts = _HEAD_CACHE.get(key) or _head_parts(key)
         head = ResponseHead(status, parts[0], parser.get_http_version(), parts[1], parts[2],
                             parts[3], parser.should_keep_alive())

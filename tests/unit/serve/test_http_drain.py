@@ -10,51 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from pointsman.config import HttpListener, HttpRoute
 from pointsman.serve import http1
 from pointsman.serve.context import ServeContext
-from pointsman.serve.poller import Poller
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n"
-
-
-class Quiet:
-    enabled = False
-
-    def write(self, record: dict[str, Any]) -> None: ...
-
-    def count(self, listener: str, error: bool) -> None: ...
-
-    def wants(self, level: str) -> bool:
-        return False
-
-    def event(self, level: str, name: str, **fields: Any) -> None: ...
-
-
-async def _origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while await reader.readuntil(b"\r\n\r\n"):
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[http1.HttpServer]:
-    loop = asyncio.get_running_loop()
-    origin = await asyncio.start_server(_origin, "127.0.0.1", 0)
-    port = origin.sockets[0].getsockname()[1]
-    ctx = ServeContext(loop=loop, poller=Poller(loop), access=Quiet(), events=Quiet())
-    config = HttpListener(name="web", listen="127.0.0.1:0", routes=[
-        HttpRoute(host="app.test", endpoints=[f"127.0.0.1:{port}"])])
-    server = await http1.start(config, ctx)
-    yield server
-    await server.drain(1.0)
-    origin.close()
-    ctx.poller.close()
 
 
 async def _response(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
@@ -69,7 +31,8 @@ async def _response(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> byt
 
 @pytest.mark.parametrize("kept_alive", [False, True], ids=["fresh", "kept-alive"])
 async def test_request_sent_before_the_drain_is_answered(
-        proxy: http1.HttpServer, kept_alive: bool) -> None:
+        http_proxy: tuple[http1.HttpServer, ServeContext], kept_alive: bool) -> None:
+    proxy = http_proxy[0]
     loop = asyncio.get_running_loop()
     sock = socket.create_connection(proxy.addresses[0])
     sock.setblocking(False)
@@ -90,7 +53,8 @@ async def test_request_sent_before_the_drain_is_answered(
 
 
 async def test_an_idle_kept_alive_connection_is_closed_at_once(
-        proxy: http1.HttpServer) -> None:
+        http_proxy: tuple[http1.HttpServer, ServeContext]) -> None:
+    proxy = http_proxy[0]
     loop = asyncio.get_running_loop()
     sock = socket.create_connection(proxy.addresses[0])
     sock.setblocking(False)
