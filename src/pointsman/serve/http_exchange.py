@@ -187,6 +187,13 @@ class Exchange:
         if provision is not None:
             use_provision(self, provision)
             return
+        self.route_to(pool)
+
+    def route_to(self, pool: RoutePool) -> None:
+        """On to one of ``pool``'s endpoints: the instance the request names, the one its
+        sticky session is on, or the balancer's choice."""
+        server = self.client.server
+        head = self.head
         self.route = server.chooser.route(pool)
         pinned = None
         if head.flags & HAS_APP_INSTANCE:
@@ -732,7 +739,6 @@ class Exchange:
     finish = _finish
     # for serve.route_service, which routes a request after its route service
     pick = _pick
-    pinned = _pinned
 
 
 def _printable(text: str) -> str:

@@ -45,8 +45,6 @@ from pointsman.routing.table import Endpoint, RoutePool, RouteTable
 from pointsman.serve.http_choice import RouteState
 from pointsman.upstream.balancers import EndpointState, make_balancer
 from pointsman.upstream.pool import EndpointStates
-from pointsman.wire.forward import sticky_request
-from pointsman.wire.http1 import HAS_APP_INSTANCE, HAS_COOKIE
 from pointsman.wire.route_service import (
     FORWARDED_URL,
     METADATA,
@@ -263,16 +261,7 @@ def _returned(exchange: Exchange, pool: RoutePool, services: RouteServices,
     if not pool.endpoints:
         exchange.fail(503, "no_endpoints", "No endpoint can take the request.")
         return
-    exchange.route = server.chooser.route(pool)
-    pinned = None
-    if head.flags & HAS_APP_INSTANCE:
-        found = exchange.pinned()
-        if isinstance(found, bool):
-            return
-        pinned = found
-    if head.flags & HAS_COOKIE and server.sticky_names:
-        exchange.sticky = sticky_request(exchange.head, server.sticky_names)
-    exchange.pick(pinned)
+    exchange.route_to(pool)
 
 
 def _to_service(exchange: Exchange, pool: RoutePool, services: RouteServices) -> None:
