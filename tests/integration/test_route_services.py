@@ -244,30 +244,22 @@ async def test_a_request_goes_through_the_route_service_to_the_app(
                 f'outcome="{outcome}"}} 2.0') in text
 
 
-async def test_an_expired_signature_gets_504(
+@pytest.mark.parametrize(("settings", "delay", "tamper", "status", "error"), [
+    ("timeout = 0.3\n", 0.6, False, 504, "expired_route_service_signature"),
+    ("", 0.0, True, 502, "invalid_route_service_signature"),
+], ids=["expired", "tampered"])
+async def test_a_signature_that_does_not_hold_is_refused(
         nats_server: NatsServer, client: Client, pointsman: Factory, write_config: WriteConfig,
-        ca: trustme.CA, route_service: RouteService, app: Backend) -> None:
-    _, web = start_router(pointsman, write_config, "r", nats_server.url, ca,
-                          ON + "timeout = 0.3\n")
+        ca: trustme.CA, route_service: RouteService, app: Backend,
+        settings: str, delay: float, tamper: bool, status: int, error: str) -> None:
+    _, web = start_router(pointsman, write_config, "r", nats_server.url, ca, ON + settings)
     route_service.router = web
-    route_service.delay = 0.6
+    route_service.delay = delay
+    route_service.tamper = tamper
     await register(client, app, route_service.url())
-    status, headers, _ = await until_routed(web, APP)
-    assert status == 504
-    assert headers["x-pointsman-error"] == "expired_route_service_signature"
-    assert app.requests == 0
-
-
-async def test_a_tampered_signature_gets_502(
-        nats_server: NatsServer, client: Client, pointsman: Factory, write_config: WriteConfig,
-        ca: trustme.CA, route_service: RouteService, app: Backend) -> None:
-    _, web = start_router(pointsman, write_config, "r", nats_server.url, ca, ON)
-    route_service.router = web
-    route_service.tamper = True
-    await register(client, app, route_service.url())
-    status, headers, _ = await until_routed(web, APP)
-    assert status == 502
-    assert headers["x-pointsman-error"] == "invalid_route_service_signature"
+    answer, headers, _ = await until_routed(web, APP)
+    assert answer == status
+    assert headers["x-pointsman-error"] == error
     assert app.requests == 0
 
 

@@ -45,27 +45,26 @@ hairpinning_allowlist = ["*.apps.example.com", "auth.example.com"]
     assert route_services_on(config)
 
 
-def test_mistakes_are_named_with_their_path() -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads(LISTENER + """
+MISTAKES = """
 [listeners.route_services]
 secret_decrypt_only = "old"
 timeout = 0
 max_attempts = 0
 hairpinning_allowlist = ["sub.*.example.com"]
-secrets = "typo"
-""", "pointsman.toml")
+"""
+
+
+def test_an_unknown_key_is_named_with_its_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        loads(LISTENER + MISTAKES + 'secrets = "typo"\n', "pointsman.toml")
     paths = {issue.path for issue in caught.value.issues}
     assert any(path.startswith("listeners[0].route_services") for path in paths)
     assert "secrets" in str(caught.value)
+
+
+def test_each_bad_value_is_named_with_its_path() -> None:
     with pytest.raises(ConfigError) as caught:
-        loads(LISTENER + """
-[listeners.route_services]
-secret_decrypt_only = "old"
-timeout = 0
-max_attempts = 0
-hairpinning_allowlist = ["sub.*.example.com"]
-""", "pointsman.toml")
+        loads(LISTENER + MISTAKES, "pointsman.toml")
     paths = {issue.path for issue in caught.value.issues}
     assert {"listeners[0].route_services.secret_decrypt_only",
             "listeners[0].route_services.timeout", "listeners[0].route_services.max_attempts",
