@@ -104,6 +104,14 @@ def test_unknown_route_is_404_with_reason(proxy: Pointsman) -> None:
     assert b"nope.test" in body
 
 
+def test_a_host_that_is_the_client_address_is_400_empty_host(proxy: Pointsman) -> None:
+    """As gorouter: a Host equal to the client's IP is no name to route by."""
+    web = proxy.address("web")
+    status, headers, _ = get(web, "127.0.0.1")
+    assert (status, headers["x-pointsman-error"]) == (400, "empty_host")
+    assert get(web, f"127.0.0.1:{web[1]}")[0] == 404  # with a port it is a name like any other
+
+
 def test_dead_endpoint_is_retried_then_avoided(proxy: Pointsman) -> None:
     results = [get(proxy.address("web"), "retry.test") for _ in range(6)]
     assert [status for status, _, _ in results] == [200] * 6
