@@ -256,8 +256,7 @@ def _returned(exchange: Exchange, pool: RoutePool, services: RouteServices,
         return
     _count(exchange, "returned")
     head = exchange.head
-    exchange.head = msgspec.structs.replace(
-        head, headers=[(n, v) for n, v in head.headers if n.lower() not in _OWN])
+    exchange.head = head.rewritten([(n, v) for n, v in head.headers if n.lower() not in _OWN])
     if not pool.endpoints:
         exchange.fail(503, "no_endpoints", "No endpoint can take the request.")
         return
@@ -280,7 +279,7 @@ def _to_service(exchange: Exchange, pool: RoutePool, services: RouteServices) ->
     headers = [(b"Host", target.host_header)]
     headers += [(n, v) for n, v in head.headers if n.lower() not in _DROPPED]
     headers += [(SIGNATURE, signature), (METADATA, metadata), (FORWARDED_URL, url)]
-    exchange.head = msgspec.structs.replace(head, target=target.target, headers=headers)
+    exchange.head = head.rewritten(headers, target.target)
     own = services.hairpin(target, server.routes.table)
     exchange.route = server.chooser.route(own) if own is not None \
         else services.route_of(target, pool.key)

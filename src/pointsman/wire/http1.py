@@ -110,6 +110,14 @@ class RequestHead(msgspec.Struct, gc=False):
     def has_body(self) -> bool:
         return self.chunked or self.content_length > 0
 
+    def rewritten(self, headers: list[tuple[bytes, bytes]],
+                  target: bytes | None = None) -> RequestHead:
+        """This request with other fields (and target), as a new head: what was derived
+        from this one (``route_memo``, ``forward_memo``) does not carry over."""
+        return msgspec.structs.replace(
+            self, headers=headers, target=self.target if target is None else target,
+            route_memo=None, forward_memo=None)
+
     @property
     def path(self) -> bytes:
         """The path of the target, without query; absolute-form is reduced to it."""

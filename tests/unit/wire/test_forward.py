@@ -103,6 +103,17 @@ def test_a_shared_head_is_rewritten_for_each_connection_and_request() -> None:
         assert out[b"X-Forwarded-Proto"] == b"https"
 
 
+def test_a_rewritten_head_is_forwarded_with_its_own_fields() -> None:
+    """A copy with other fields must not reuse what was worked out for the original."""
+    head = request((b"Host", b"h.test"), (b"Accept", b"*/*"))
+    rewrite(head)  # the original's forwarding plan is now kept on it
+    copy = head.rewritten([(b"Host", b"svc.test"), (b"X-Cf-Proxy-Signature", b"s")], b"/svc")
+    raw, _ = build_request_head(copy, client_ip=b"10.1.1.1", trusted=False, proto=b"http",
+                                request_id=b"r", start_ms=1)
+    assert raw.startswith(b"GET /svc HTTP/1.1\r\nHost: svc.test\r\nX-Cf-Proxy-Signature: s\r\n")
+    assert copy.route_memo is None and b"Accept" not in raw
+
+
 def test_a_shared_response_head_takes_each_framing_and_cookie() -> None:
     head = ResponseHead(200, b"OK", "1.1", b"Set-Cookie: JSESSIONID=x\r\n", 5, False, True)
 
