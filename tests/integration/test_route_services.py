@@ -297,6 +297,22 @@ async def test_without_a_secret_route_service_routes_are_refused_as_today(
     assert route_service.seen == [] and app.requests == 0
 
 
+async def test_without_a_secret_a_guarded_path_does_not_fall_back_to_a_shorter_route(
+        nats_server: NatsServer, client: Client, pointsman: Factory, write_config: WriteConfig,
+        ca: trustme.CA, route_service: RouteService, app: Backend) -> None:
+    """As gorouter: the longest route is the one that answers, with or without its service."""
+    _, web = start_router(pointsman, write_config, "r", nats_server.url, ca, "")
+    await register(client, app, route_service.url(), uri=APP + "/guarded")
+    host, _, port = app.address.rpartition(":")
+    await client.publish("router.register", json.dumps({
+        "host": host, "port": int(port), "uris": [APP], "app": "app-guid"}).encode())
+    await client.flush()
+    assert (await until_routed(web, APP))[0] == 200  # both registrations are in
+    status, headers, _ = await asyncio.to_thread(get, web, APP, "/guarded/page")
+    assert (status, headers["x-pointsman-error"]) == (502, "route_service_unsupported")
+    assert route_service.seen == [] and app.requests == 1
+
+
 async def test_a_websocket_upgrade_on_a_route_service_route_gets_503(
         nats_server: NatsServer, client: Client, pointsman: Factory, write_config: WriteConfig,
         ca: trustme.CA, route_service: RouteService, app: Backend) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from pointsman.config import ConfigError, HttpListener, loads
-from pointsman.control.route_plane import route_services_on
 
 LISTENER = """
 [[listeners]]
@@ -22,7 +21,6 @@ def test_off_by_default_with_gorouters_defaults() -> None:
     services = listener.route_services
     assert (services.secret, services.timeout, services.recommend_https,
             services.max_attempts, services.hairpinning) == ("", 60.0, True, 3, True)
-    assert not route_services_on(config)
 
 
 def test_every_setting_converts() -> None:
@@ -42,7 +40,6 @@ hairpinning_allowlist = ["*.apps.example.com", "auth.example.com"]
     assert (services.secret, services.secret_decrypt_only, services.timeout) == ("new", "old", 5)
     assert not services.recommend_https and services.max_attempts == 2
     assert services.hairpinning_allowlist == ["*.apps.example.com", "auth.example.com"]
-    assert route_services_on(config)
 
 
 MISTAKES = """

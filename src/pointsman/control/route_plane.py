@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from pointsman.config import Config, HttpListener
+from pointsman.config import Config
 from pointsman.discovery.driver import RegistryDriver
 from pointsman.discovery.metrics import RegistryCollector
 from pointsman.discovery.nats_registry import NatsRegistry
@@ -23,13 +23,7 @@ from pointsman.discovery.registry import Registry
 from pointsman.discovery.static import static_messages
 from pointsman.routing.table import TableHolder
 
-__all__ = ["RoutePlane", "route_services_on"]
-
-
-def route_services_on(config: Config) -> bool:
-    """Whether an HTTP listener calls route services: then their routes carry endpoints."""
-    return any(isinstance(listener, HttpListener) and listener.route_services.secret
-               for listener in config.listeners)
+__all__ = ["RoutePlane"]
 
 
 class RoutePlane:
@@ -45,8 +39,7 @@ class RoutePlane:
         self.metrics = metrics
         self.holder = TableHolder()
         self.registry = Registry.from_settings(config.registry, holder=self.holder,
-                                               publishes=self.publishes_tables,
-                                               route_services=route_services_on(config))
+                                               publishes=self.publishes_tables)
         self.driver: RegistryDriver | None = None
         self.nats: NatsRegistry | None = None
         # What requests are routed by, when not this registry's table (a leader's workers').
@@ -79,7 +72,6 @@ class RoutePlane:
     def reload(self, config: Config) -> None:
         """Take the new file's ``[[routes]]``; NATS and timing settings need a restart."""
         self.config = config
-        self.registry.set_route_services(route_services_on(config))
         if self.driver is None:
             return
         changed = self.registry.replace_static(static_messages(config), self.driver.now())

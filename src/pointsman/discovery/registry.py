@@ -41,12 +41,11 @@ The rules follow gorouter's registry.go and route/pool.go:
   feeds the ``route_registration_latency`` metric), so over NATS every put
   is ``UPDATED`` and every unregister removes;
 * a pool with a ``route_service_url`` is published with its endpoints (less
-  the drained ones) only when route services are on (``route_services``,
-  set when an HTTP listener has a ``[listeners.route_services]`` secret):
-  its requests go through the service, then to the app. When they are off
-  it is published without endpoints and its requests get 502
-  ``route_service_unsupported``, as gorouter answers when route services are
-  disabled: a request never goes around the service meant to see it;
+  the drained ones) and its service, as any pool: every request that finds
+  it goes to the service first, or is refused with 502
+  ``route_service_unsupported`` by a listener without route services (as
+  gorouter answers when they are disabled), so a request never goes around
+  the service meant to see it, nor past it to a shorter route;
 * a pool whose last endpoint goes away is deleted at once, unless
   ``keep_empty_pools`` (``empty_pool_response_code_503`` with an
   ``empty_pool_timeout``) is set: then it stays, empty, for that long, so
@@ -212,8 +211,7 @@ class Registry:
     def __init__(self, prune_threshold: float = 120.0, default_balance: str = "round_robin",
                  holder: TableHolder | None = None, *, sharding_mode: str = "all",
                  isolation_segments: Iterable[str] = (),
-                 keep_empty_pools: float = 0.0, publishes: bool = True,
-                 route_services: bool = False) -> None:
+                 keep_empty_pools: float = 0.0, publishes: bool = True) -> None:
         if sharding_mode not in SHARDING_MODES:
             raise ValueError(f"unknown routing_table_sharding_mode {sharding_mode!r}")
         self.prune_threshold = prune_threshold
@@ -223,7 +221,6 @@ class Registry:
         self.isolation_segments = frozenset(isolation_segments)
         self.keep_empty_pools = keep_empty_pools
         self.publishes = publishes  # False: no table is built; ``pending`` stays False
-        self.route_services = route_services  # publish route-service pools with endpoints
         self._pools: dict[str, _Pool] = {}
         # Empty pools kept for ``keep_empty_pools``: key -> when it became empty.
         # Insertion order is emptying order, so the first one expires first.
@@ -245,23 +242,13 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings: RegistryConfig, holder: TableHolder | None = None,
-                      publishes: bool = True, route_services: bool = False) -> Registry:
+                      publishes: bool = True) -> Registry:
         """A registry for a ``RegistryConfig``: thresholds, sharding, empty-pool rule."""
         keep = settings.empty_pool_timeout if settings.empty_pool_response_code_503 else 0.0
         return cls(settings.prune_threshold, holder=holder,
                    sharding_mode=settings.routing_table_sharding_mode,
                    isolation_segments=settings.isolation_segments, keep_empty_pools=keep,
-                   publishes=publishes, route_services=route_services)
-
-    def set_route_services(self, on: bool) -> None:
-        """Route services turned on or off (a reload): their pools are published anew."""
-        if on == self.route_services:
-            return
-        self.route_services = on
-        if self.publishes:
-            self._dirty.update(key for key, pool in self._pools.items()
-                               if any(entry.endpoint.route_service_url
-                                      for entry in pool.entries.values()))
+                   publishes=publishes)
 
     def accepts(self, message: RegistryMessage, source: Source = "nats") -> bool:
         """Whether ``message`` is in this router's shard (the file's routes always are)."""
@@ -554,10 +541,7 @@ class Registry:
                 else:
                     endpoints = tuple(entry.endpoint for entry in entries.values())
             if service:
-                # With route services off: published without endpoints, so a request is
-                # refused (502) instead of going around the service, drained or not.
-                upserts.append(RoutePool(key, endpoints if self.route_services else (),
-                                         pool.balance, route_service_url=service))
+                upserts.append(RoutePool(key, endpoints, pool.balance, route_service_url=service))
             else:
                 upserts.append(RoutePool(key, endpoints, pool.balance))
         table = self.holder.table.with_changes(upserts, removed)

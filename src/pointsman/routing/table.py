@@ -20,7 +20,8 @@ a trailing ``/`` trimmed. Paths match by whole segments: ``/foo`` matches
 so an emptied pool falls through to a shorter prefix or a wildcard; when
 nothing with endpoints matches, ``lookup_empty`` (the cold path of a 404)
 finds the empty pool, if any, that gorouter would answer 503 for (or 502, for
-a route service while route services are off).
+a route service whose endpoints are all drained, on a listener without route
+services).
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ class RoutePool(msgspec.Struct, frozen=True, gc=False):
 
     A pool with a ``static_root`` is answered from files under that folder
     instead of by endpoints. A pool with a ``route_service_url`` sends its
-    requests through that service first (``serve.route_service``); with route
-    services off it is published without endpoints, and its requests refused.
+    requests through that service first (``serve.route_service``); a listener
+    without route services refuses them.
     """
 
     key: str

@@ -382,22 +382,22 @@ def test_pruning_the_last_endpoint_keeps_the_pool_too() -> None:
     assert registry.next_empty_expiry == 16.0
 
 
-def test_a_route_service_pool_is_published_without_endpoints() -> None:
+def test_a_pool_loses_its_route_service_with_the_registration_that_named_it() -> None:
     registry = Registry()
     registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
     registry.register(msg("rs.com", port=2), 0.0)
     registry.publish()
-    assert registry.table.lookup("rs.com", "/") is None
-    refused = registry.table.lookup_empty("rs.com", "/")
-    assert refused is not None and refused.route_service_url == "https://rs.example.com"
-    assert len(registry.registrations_of("rs.com")) == 2  # still listed as registered
+    pool = registry.table.lookup("rs.com", "/")
+    assert pool is not None and pool.route_service_url == "https://rs.example.com"
     registry.unregister(msg("rs.com", route_service_url="https://rs.example.com"), 1.0)
     registry.publish()
     pool = registry.table.lookup("rs.com", "/")
     assert pool is not None and [e.port for e in pool.endpoints] == [2]
+    assert not pool.route_service_url
 
 
-def test_a_route_service_pool_is_refused_even_while_something_is_drained() -> None:
+def test_a_route_service_pool_keeps_its_service_while_something_is_drained() -> None:
+    """A drain elsewhere once published such pools without their service: never again."""
     registry = Registry()
     registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
     registry.register(msg("rs.com", port=2), 0.0)
@@ -406,9 +406,8 @@ def test_a_route_service_pool_is_refused_even_while_something_is_drained() -> No
     registry.set_drained("b.com", "10.0.0.1:4", True)  # any drain anywhere
     registry.publish()
     for host in ("rs.com", "one.com"):
-        assert registry.table.lookup(host, "/") is None, host
-        refused = registry.table.lookup_empty(host, "/")
-        assert refused is not None and refused.route_service_url == "https://rs.example.com"
+        pool = registry.table.lookup(host, "/")
+        assert pool is not None and pool.route_service_url == "https://rs.example.com", host
 
 
 def test_a_drained_endpoint_leaves_the_pool_but_stays_listed() -> None:
@@ -459,8 +458,8 @@ def test_a_registry_that_publishes_no_table_keeps_its_bookkeeping() -> None:
     assert not registry.pending and len(registry.table) == 0
 
 
-def test_with_route_services_on_the_pool_keeps_its_endpoints_and_its_service() -> None:
-    registry = Registry(route_services=True)
+def test_a_route_service_pool_keeps_its_endpoints_and_its_service() -> None:
+    registry = Registry()
     registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
     registry.register(msg("rs.com", port=2), 0.0)
     registry.register(msg("plain.com", port=3), 0.0)
@@ -472,8 +471,8 @@ def test_with_route_services_on_the_pool_keeps_its_endpoints_and_its_service() -
     assert plain is not None and not plain.route_service_url
 
 
-def test_with_route_services_on_drained_endpoints_still_leave_the_pool() -> None:
-    registry = Registry(route_services=True)
+def test_drained_endpoints_leave_a_route_service_pool_and_its_service_stays() -> None:
+    registry = Registry()
     registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
     registry.register(msg("rs.com", port=2, route_service_url="https://rs.example.com"), 0.0)
     registry.set_drained("rs.com", "10.0.0.1:8080", True)
@@ -485,21 +484,3 @@ def test_with_route_services_on_drained_endpoints_still_leave_the_pool() -> None
     assert registry.table.lookup("rs.com", "/") is None  # nothing left to send to
     kept = registry.table.lookup_empty("rs.com", "/")
     assert kept is not None and kept.route_service_url == "https://rs.example.com"
-
-
-def test_turning_route_services_on_or_off_republishes_their_pools() -> None:
-    registry = Registry()
-    registry.register(msg("rs.com", route_service_url="https://rs.example.com"), 0.0)
-    registry.register(msg("plain.com", port=3), 0.0)
-    registry.publish()
-    assert registry.table.lookup("rs.com", "/") is None
-    registry.set_route_services(True)
-    assert registry.pending
-    registry.publish()
-    pool = registry.table.lookup("rs.com", "/")
-    assert pool is not None and pool.endpoints
-    registry.set_route_services(True)
-    assert not registry.pending  # no change, nothing to publish
-    registry.set_route_services(False)
-    registry.publish()
-    assert registry.table.lookup("rs.com", "/") is None
