@@ -167,8 +167,8 @@ class HttpServer:
         self._rid_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-{prefix[16:20]}-".encode()
         self._rid_counter = int.from_bytes(os.urandom(4), "big")
         self.known_requests: dict[bytes, RequestHead] = {}  # the parsers' memo (RequestParser)
-        self._failed_tls: set[tuple[str, str]] = set()  # reported since table _failed_version
-        self._failed_version = -1
+        self._failed_tls: set[tuple[str, str]] = set()  # reported since table _failed_serial
+        self._failed_serial = -1
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -254,9 +254,9 @@ class HttpServer:
         report = self.ctx.endpoint_failed
         if report is None:
             return
-        version = self.routes.table.version
-        if version != self._failed_version:
-            self._failed_version = version
+        serial = self.routes.table.serial
+        if serial != self._failed_serial:
+            self._failed_serial = serial
             self._failed_tls.clear()
         if (key, address) not in self._failed_tls:
             self._failed_tls.add((key, address))
