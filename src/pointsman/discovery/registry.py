@@ -540,10 +540,7 @@ class Registry:
                                       if (key, address) not in drained)
                 else:
                     endpoints = tuple(entry.endpoint for entry in entries.values())
-            if service:
-                upserts.append(RoutePool(key, endpoints, pool.balance, route_service_url=service))
-            else:
-                upserts.append(RoutePool(key, endpoints, pool.balance))
+            upserts.append(RoutePool(key, endpoints, pool.balance, route_service_url=service))
         table = self.holder.table.with_changes(upserts, removed)
         self.holder.table = table
         return table
