@@ -83,10 +83,7 @@ class RoundRobinBalancer:
         for _ in range(count):
             endpoint = endpoints[turn % count]
             turn += 1
-            # ``available``, written out: this runs for every proxied request.
-            if endpoint.down_until <= now and not (
-                    endpoint.max_connections and endpoint.active >= endpoint.max_connections) \
-                    and endpoint not in exclude:
+            if endpoint not in exclude and endpoint.available(now):
                 self._next = turn
                 return endpoint
         self._next = turn
