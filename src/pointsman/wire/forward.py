@@ -251,8 +251,7 @@ def _response_plan(head: ResponseHead, mode: int) -> tuple[int, bytes, bytes, bo
     backend set X-Vcap-Request-Id and Set-Cookie: all that depends on the head alone."""
     status = head.status
     raw, has_rid, has_cookie = _forwardable(head.raw)
-    before = b"".join((_STATUS_LINES.get(status) or b"HTTP/1.1 %d " % status, head.reason,
-                       b"\r\n", raw))
+    before = _status_line(head) + raw
     if status == 101:
         upgrade = _field(head.raw, b"\n" + head.raw.lower(), b"upgrade")
         return mode, before, b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n", \
@@ -268,6 +267,12 @@ def _response_plan(head: ResponseHead, mode: int) -> tuple[int, bytes, bytes, bo
     return mode, before, b"".join(after), has_rid, has_cookie
 
 
+def _status_line(head: ResponseHead) -> bytes:
+    """``HTTP/1.1 <status> <reason>`` and its CRLF, as the client gets it."""
+    return b"".join((_STATUS_LINES.get(head.status) or b"HTTP/1.1 %d " % head.status,
+                     head.reason, CRLF))
+
+
 def build_interim_head(head: ResponseHead) -> bytes:
     """An interim (1xx) response as the client gets it: its fields minus hop-by-hop ones.
 
@@ -279,8 +284,7 @@ def build_interim_head(head: ResponseHead) -> bytes:
     raw = _forwardable(head.raw)[0]
     if b"\ncontent-length:" in b"\n" + raw.lower():
         raw = _cut_fields(raw, [b"content-length"])
-    return b"".join((_STATUS_LINES.get(head.status) or b"HTTP/1.1 %d " % head.status,
-                     head.reason, CRLF, raw, CRLF))
+    return b"".join((_status_line(head), raw, CRLF))
 
 
 _HOP_RE = re.compile(b"\n(" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
