@@ -183,7 +183,7 @@ class HttpUnique(Http):
 
     name = "http_unique"
     title = "HTTP/1.1 reverse proxy, every request a target of its own (?n=1, ?n=2, ...)"
-    targets = (Target("cost", "nginx", "<=", 1.5), Target("cost", "nginx", "<=", 1.0))
+    targets = tuple(target for target in Http.targets if target.peer == "nginx")
     notes = (
         f"wrk -t 1 -c {CONNECTIONS} keep-alive GETs of {backends.SMALL_FILE_BYTES} bytes from "
         "an nginx origin, each with a query string of its own (bench/unique_targets.lua); "
@@ -193,8 +193,7 @@ class HttpUnique(Http):
     )
 
     def peers(self) -> list[Peer]:
-        return [PointsmanHttp(), NginxHttp(), HaproxyHttp(), Bare("bare-http", "bench.bare_http"),
-                Direct()]
+        return [peer for peer in super().peers() if not isinstance(peer, ProxyPy)]
 
     def load(self, addr: Addr, seconds: float) -> LoadResult:
         return loadgen.wrk_load(f"http://{addr}/{backends.SMALL_FILE}", seconds, CONNECTIONS,
